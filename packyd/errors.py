@@ -25,6 +25,7 @@ __all__ = [
     "ApiError",
     "Overloaded",
     "UpstreamTimeout",
+    "Unavailable",
     "status_for_type",
 ]
 
@@ -98,6 +99,17 @@ class RateLimited(PackydError):
 class ApiError(PackydError):
     status = 500
     error_type = "api_error"
+
+
+class Unavailable(PackydError):
+    """packyd itself cannot serve (no usable provider): sent with ``x-should-retry: false``
+    so Claude Code shows the message once instead of retrying for minutes."""
+
+    status = 503
+    error_type = "api_error"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers={"x-should-retry": "false", **(headers or {})})
 
 
 class UpstreamTimeout(PackydError):

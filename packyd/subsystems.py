@@ -1,0 +1,15 @@
+"""Process-wide subsystems that attach to the daemon at start (registry, metrics, breakers).
+
+Each ``attach`` runs once, after the first runtime is built and before the server listens;
+it may store objects in ``services.extras`` and add reload hooks to ``services.holder``.
+"""
+
+from __future__ import annotations
+
+from .services import Services
+
+__all__ = ["attach_all"]
+
+
+def attach_all(services: Services) -> None:
+    """Attach every subsystem, in dependency order."""

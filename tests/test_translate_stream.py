@@ -498,3 +498,56 @@ def test_per_event_translation_cost() -> None:
     per_event = best / len(evs) * 1e6
     print(f"per-event cost: {per_event:.2f} µs over {len(evs)} events")
     assert per_event < 10 * 3  # generous for shared CI cores; the measured figure is reported
+
+
+# --------------------------------------------------------------------------- stop sequences (emulated)
+
+
+@pytest.mark.parametrize(
+    "text, pieces, stops, expected, seq",
+    [
+        ("alpha beta END gamma", 1, ("END",), "alpha beta ", "END"),
+        ("alpha beta END gamma", 20, ("END",), "alpha beta ", "END"),  # split across deltas
+        ("one two three", 13, ("XYZ", "two"), "one ", "two"),
+        ("no match here at all", 7, ("STOP",), "no match here at all", None),
+        ("ends with STO", 13, ("STOP",), "ends with STO", None),  # a held prefix is released at done
+    ],
+)
+def test_stop_sequences_are_emulated(text: str, pieces: int, stops: tuple[str, ...], expected: str, seq: str | None) -> None:
+    events, t = run(fx.text_stream(text, pieces), stop_sequences=stops)
+    check_grammar(events)
+    msg = assert_same_as_sdk(events)
+    assert msg["content"] == [{"type": "text", "text": expected}]
+    assert msg["stop_reason"] == ("stop_sequence" if seq else "end_turn")
+    assert msg["stop_sequence"] == seq and t.stop_sequence == seq
+    assert t.done
+
+
+def test_stop_sequence_found_only_in_the_done_text() -> None:
+    evs = fx.text_stream("Hello there. STOP and more", 5)
+    trimmed = [e for e in evs if not (e["type"] == "response.output_text.delta" and e["sequence_number"] > 3)]
+    events, _ = run(trimmed, stop_sequences=["STOP"])
+    check_grammar(events)
+    assert aggregate(events)["content"][0]["text"] == "Hello there. "
+
+
+def test_stop_sequence_ends_the_message_before_later_items() -> None:
+    seq = fx._Seq()
+    evs = [
+        *fx._head(seq, "r", "gpt-5"),
+        *fx._message_item(seq, 0, "m1", "first part ### second", 6),
+        *fx._call_item(seq, 1, "fc", "call_1", "Bash", '{"command":"ls"}', 3),
+        fx._completed(seq, "r", "gpt-5", fx.usage()),
+    ]
+    events, t = run(evs, stop_sequences=["###"])
+    check_grammar(events)
+    msg = aggregate(events)
+    assert msg["content"] == [{"type": "text", "text": "first part "}]
+    assert msg["stop_reason"] == "stop_sequence" and t.done
+
+
+def test_incomplete_stream_releases_held_text() -> None:
+    events, _ = run(fx.incomplete_stream(text="cut off at the e"), stop_sequences=["end"])
+    check_grammar(events)
+    msg = aggregate(events)
+    assert msg["content"][0]["text"] == "cut off at the e" and msg["stop_reason"] == "max_tokens"

@@ -12,7 +12,8 @@ what upstream prefix caching needs.
 Decisions on Claude features without an exact equivalent (each recorded in ``dropped`` so the
 caller can log it without content):
 
-* ``stop_sequences``: not sent (relays reject ``stop``); Claude Code never sends them.
+* ``stop_sequences``: not sent (relays reject ``stop``); emulated on the way back by
+  ``StreamTranslator(stop_sequences=...)``, which the caller must pass.
 * ``temperature``/``top_p``/``top_k``: reasoning models reject sampling parameters.
 * ``max_tokens``: relays reject ``max_output_tokens``; the model's own cap applies.
 * ``web_search_*`` server tool → the hosted ``web_search`` tool (``blocked_domains`` and
@@ -418,12 +419,8 @@ def translate_request(
     builder.flush()
     tools = _tools(req, names, dropped)
 
-    for feature, present in (
-        ("stop_sequences", bool(req.stop_sequences)),
-        ("temperature", req.temperature is not None),
-    ):
-        if present:
-            dropped.add(feature)
+    if req.temperature is not None:
+        dropped.add("temperature")
 
     conv = conversation_id(session_id, req)
     reasoning: dict[str, Any] = {"effort": choice.effort}

@@ -47,6 +47,7 @@ DEFAULT_MODEL_MAP: Final[tuple[ModelRoute, ...]] = (
 DEFAULT_MODEL_EFFORTS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("gpt-5-codex-mini*", ("medium", "high")),
     ("gpt-5.1-codex-max*", ("low", "medium", "high", "xhigh")),
+    ("gpt-5.1-codex-mini*", ("medium", "high")),
     ("gpt-5.1-codex*", ("low", "medium", "high")),
     ("gpt-5.1*", ("low", "medium", "high")),
     ("gpt-5-codex*", ("low", "medium", "high")),

@@ -52,7 +52,7 @@ def new_message_id() -> str:
 class _Item:
     """Per upstream output item: what kind it is and what has been emitted for it."""
 
-    __slots__ = ("kind", "block", "parts", "summary_index", "name", "call_id", "done", "args_done", "refusal")
+    __slots__ = ("kind", "block", "parts", "summary_index", "name", "call_id", "done", "args_done", "refusal", "hold")
 
     def __init__(self, kind: int) -> None:
         self.kind = kind
@@ -64,6 +64,7 @@ class _Item:
         self.done = False
         self.args_done: str | None = None
         self.refusal = False
+        self.hold = ""  # text withheld while it could still be the start of a stop sequence
 
 
 _KINDS = {"reasoning": _THINKING, "message": _TEXT, "function_call": _TOOL}
@@ -92,6 +93,9 @@ class StreamTranslator:
         "response_id",
         "usage",
         "stop_reason",
+        "stop_sequence",
+        "_stops",
+        "_stop_keep",
     )
 
     def __init__(
@@ -103,6 +107,7 @@ class StreamTranslator:
         message_id: str | None = None,
         provider: str = "Packycode",
         context_window: int | None = None,
+        stop_sequences: tuple[str, ...] | list[str] = (),
     ) -> None:
         self.requested_model = requested_model
         self.names = names if names is not None else NameMap()
@@ -124,6 +129,11 @@ class StreamTranslator:
         self.response_id: str | None = None
         self.usage: dict[str, int] | None = None
         self.stop_reason: str | None = None
+        self.stop_sequence: str | None = None
+        # Responses has no stop sequences (relays reject ``stop``): they are emulated here by
+        # holding back the last len(longest)-1 characters of text until they cannot start one.
+        self._stops = tuple(x for x in stop_sequences if x)
+        self._stop_keep = max((len(x) for x in self._stops), default=1) - 1
         self._handlers = {
             "response.output_text.delta": self._text_delta,
             "response.function_call_arguments.delta": self._args_delta,
@@ -247,6 +257,8 @@ class StreamTranslator:
         if self._deferred:
             pending, self._deferred = self._deferred, []
             for ev in pending:
+                if self._terminal:
+                    break  # a stop sequence ended the message
                 self._handlers[ev["type"]](ev, out)
 
     def _defer(self, ev: Mapping[str, Any]) -> None:
@@ -257,17 +269,62 @@ class StreamTranslator:
     def _text_delta(self, ev: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
         oi = ev.get("output_index", 0)
         item = self._open
+        delta = ev.get("delta") or ""
         if item is None or self._open_item != oi:
             if item is not None:
                 self._defer(ev)
                 return
             item = self._item(oi, _TEXT)
-            if item.done:
-                return
+            if item.done or not delta:
+                return  # an empty text block would come back as an invalid history block
             self._open_block(oi, item, {"type": "text", "text": ""}, out)
-        delta = ev.get("delta") or ""
+        if self._stops:
+            self._stop_text(item, delta, out)
+            return
         item.parts.append(delta)
         out.append({"type": "content_block_delta", "index": item.block, "delta": {"type": "text_delta", "text": delta}})
+
+    def _stop_text(self, item: _Item, delta: str, out: list[dict[str, Any]], *, final: bool = False) -> None:
+        """Text through the stop-sequence filter: emits what can no longer start a sequence;
+        at the first match ends the message with ``stop_reason: stop_sequence``."""
+        buf = item.hold + delta
+        found = -1
+        match = None
+        for seq in self._stops:
+            i = buf.find(seq)
+            if i >= 0 and (found < 0 or i < found):
+                found, match = i, seq
+        if match is not None:
+            if found:
+                out.append({"type": "content_block_delta", "index": item.block, "delta": {"type": "text_delta", "text": buf[:found]}})
+            item.parts.append(delta)  # counts as seen, so done-reconciliation adds nothing
+            item.hold = ""
+            self._stop_early(match, out)
+            return
+        keep = 0 if final else min(self._stop_keep, len(buf))
+        emit = buf[: len(buf) - keep]
+        item.hold = buf[len(buf) - keep :]
+        item.parts.append(delta)
+        if emit:
+            out.append({"type": "content_block_delta", "index": item.block, "delta": {"type": "text_delta", "text": emit}})
+
+    def _stop_early(self, seq: str, out: list[dict[str, Any]]) -> None:
+        self._open = None  # its remaining events are irrelevant now
+        self._open_item = -1
+        item_block = self._index
+        out.append({"type": "content_block_stop", "index": item_block})
+        self._index += 1
+        self._deferred = []
+        self.stop_reason = "stop_sequence"
+        self.stop_sequence = seq
+        self.usage = self._usage(None)
+        out.append({"type": "message_delta", "delta": {"stop_reason": "stop_sequence", "stop_sequence": seq}, "usage": self.usage})
+        out.append({"type": "message_stop"})
+        self._terminal = True
+
+    def _flush_hold(self, item: _Item, out: list[dict[str, Any]]) -> None:
+        if item.hold and item.block >= 0 and not self._terminal:
+            self._stop_text(item, "", out, final=True)
 
     def _refusal_delta(self, ev: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
         self._refused = True
@@ -388,6 +445,8 @@ class StreamTranslator:
             self._reasoning_done(oi, item, raw, out)
         elif kind == _TEXT:
             self._message_done(oi, item, raw, out)
+            if self._terminal:
+                return
         elif kind == _TOOL:
             self._call_done(oi, item, raw, out)
         elif raw.get("type") == "web_search_call":
@@ -438,11 +497,13 @@ class StreamTranslator:
         final = "".join(final_parts)
         emitted = "".join(item.parts)
         rest = final[len(emitted) :] if final.startswith(emitted) else ""
-        if not rest:
-            return
-        if item.block < 0:
+        if rest and item.block < 0:
             self._open_block(oi, item, {"type": "text", "text": ""}, out)
-        out.append({"type": "content_block_delta", "index": item.block, "delta": {"type": "text_delta", "text": rest}})
+        if self._stops:
+            if rest or item.hold:
+                self._stop_text(item, rest, out, final=True)
+        elif rest:
+            out.append({"type": "content_block_delta", "index": item.block, "delta": {"type": "text_delta", "text": rest}})
 
     def _call_done(self, oi: int, item: _Item, raw: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
         item.done = True
@@ -521,11 +582,16 @@ class StreamTranslator:
                 if isinstance(raw, Mapping):
                     self._item_done({"type": "response.output_item.done", "output_index": oi, "item": raw}, out)
         self._finish_open(out)
+        if self._terminal:
+            return
         while self._deferred:  # items still waiting behind a block that never got its done
             pending, self._deferred = self._deferred, []
             for d in pending:
-                self._handlers[d["type"]](d, out)
+                if not self._terminal:
+                    self._handlers[d["type"]](d, out)
             self._finish_open(out)
+            if self._terminal:
+                return
         # A call whose name only arrived late and never got an output_item.done.
         for oi, item in sorted(self._items.items()):
             if not item.done and item.kind == _TOOL and item.block < 0 and item.name:
@@ -558,6 +624,10 @@ class StreamTranslator:
         item = self._open
         if item is None:
             return
+        if item.hold:
+            self._flush_hold(item, out)
+            if self._terminal:
+                return
         if not item.done:
             if item.kind == _TOOL:
                 self._call_done(self._open_item, item, {}, out)

@@ -20,8 +20,8 @@ import gzip
 import importlib.resources
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
 from packyd.translate.messages import (
@@ -34,7 +34,16 @@ from packyd.translate.messages import (
     ToolUseBlock,
 )
 
-__all__ = ["count_text", "count_request_tokens", "encoder_engine", "warm_up", "load_encoder", "O200K_PATTERN"]
+__all__ = [
+    "count_text",
+    "count_request_tokens",
+    "encoder_engine",
+    "warm_up",
+    "load_encoder",
+    "cache_stats",
+    "cache_clear",
+    "O200K_PATTERN",
+]
 
 #: o200k_base's pre-tokenization pattern (as published with the encoding)
 O200K_PATTERN = "|".join(
@@ -112,12 +121,72 @@ def encoder_engine() -> str:
     return _engine
 
 
-@lru_cache(maxsize=8192)
+class _CountCache:
+    """LRU of token counts keyed by (length, hash) of the text, not the text itself.
+
+    Keying by the string would keep every large tool result and file read of every session
+    alive in memory; a 64-bit hash plus the length identifies a string well enough for an
+    estimate, and hashing costs a fraction of encoding.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._data: OrderedDict[tuple[int, int], int] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[int, int]) -> int | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key: tuple[int, int], value: int) -> None:
+        with self._lock:
+            self._data[key] = value
+            if len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+_cache = _CountCache(65536)
+#: below this length, encoding is as cheap as a cache lookup
+_MIN_CACHED = 32
+
+
 def count_text(text: str) -> int:
     """o200k_base tokens in ``text`` (special-token strings count as ordinary text)."""
     if not text:
         return 0
-    return len(_encoder()(text))
+    if len(text) < _MIN_CACHED:
+        return len(_encoder()(text))
+    key = (len(text), hash(text))
+    n = _cache.get(key)
+    if n is None:
+        n = len(_encoder()(text))
+        _cache.put(key, n)
+    return n
+
+
+def cache_stats() -> tuple[int, int, int]:
+    """(hits, misses, entries) of the per-string count cache."""
+    return _cache.hits, _cache.misses, len(_cache)
+
+
+def cache_clear() -> None:
+    _cache.clear()
 
 
 def _count_json(value: Any) -> int:

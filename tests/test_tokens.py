@@ -55,7 +55,7 @@ def test_counting_needs_no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     for engine in ("tiktoken", "pure"):
         name, enc = tokens.load_encoder(engine)
         assert name == engine and len(enc(KNOWN)) > 10
-    tokens.count_text.cache_clear()
+    tokens.cache_clear()
     assert tokens.count_text(KNOWN + " fresh") > 0
 
 
@@ -81,15 +81,25 @@ def test_repeated_requests_hit_the_cache() -> None:
     big = "You are Claude Code. " * 5000  # ~100 KB, like Claude Code's system prompt + tools
     body = rq.first_turn()
     body["system"][1]["text"] = big
+    tokens.cache_clear()
     first_req = parse_messages_request(body)
     t0 = time.perf_counter()
     first = tokens.count_request_tokens(first_req)
     cold = time.perf_counter() - t0
     again = parse_messages_request(rq.first_turn() | {"system": body["system"]})  # new string objects
-    info_before = tokens.count_text.cache_info().hits
+    hits_before = tokens.cache_stats()[0]
     t0 = time.perf_counter()
     second = tokens.count_request_tokens(again)
     warm = time.perf_counter() - t0
     assert first == second
-    assert tokens.count_text.cache_info().hits > info_before
+    assert tokens.cache_stats()[0] > hits_before
     assert warm < cold
+
+
+def test_cache_holds_counts_not_texts() -> None:
+    tokens.cache_clear()
+    text = "payload " * 10_000
+    n = tokens.count_text(text)
+    assert tokens.count_text(text) == n and tokens.cache_stats()[:2] == (1, 1)
+    assert all(isinstance(v, int) for v in tokens._cache._data.values())
+    assert not any(isinstance(k, str) for key in tokens._cache._data for k in key)

@@ -551,3 +551,46 @@ def test_incomplete_stream_releases_held_text() -> None:
     check_grammar(events)
     msg = aggregate(events)
     assert msg["content"][0]["text"] == "cut off at the e" and msg["stop_reason"] == "max_tokens"
+
+
+# --------------------------------------------------------------------------- property: any interleaving
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _interleavings_source() -> tuple[list[Event], list[list[Event]], Event]:
+    seq = fx._Seq()
+    head = fx._head(seq, "resp_x", "gpt-5")
+    items = [
+        fx._reasoning_item(seq, 0, "rs_x", ["think a", "think b"], 3, fx.ENC_STALE, fx.ENC_FINAL),
+        fx._message_item(seq, 1, "msg_x", "some text here", 4),
+        fx._call_item(seq, 2, "fc_a", "call_a", "Bash", '{"command":"ls"}', 4),
+        fx._call_item(seq, 3, "fc_b", "call_b", "Read", '{"file_path":"/x"}', 4),
+    ]
+    return head, items, fx._completed(seq, "resp_x", "gpt-5", fx.usage())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_any_interleaving_of_items_gives_a_valid_stream(data: st.DataObject) -> None:
+    head, items, term = _interleavings_source()
+    queues = [list(i) for i in items]
+    merged: list[Event] = []
+    while any(queues):
+        choice = data.draw(st.sampled_from([n for n, q in enumerate(queues) if q]))
+        merged.append(queues[choice].pop(0))
+    events, _ = run(head + merged + [term])
+    check_grammar(events)
+    msg = assert_same_as_sdk(events)
+    by_type: dict[str, list[Any]] = {}
+    for b in msg["content"]:
+        by_type.setdefault(b["type"], []).append(b)
+    assert by_type["thinking"] == [{"type": "thinking", "thinking": "think a\n\nthink b", "signature": pack_signature(fx.ENC_FINAL)}]
+    assert by_type["text"] == [{"type": "text", "text": "some text here"}]
+    assert sorted((b["name"], json.dumps(b["input"])) for b in by_type["tool_use"]) == [
+        ("Bash", '{"command": "ls"}'),
+        ("Read", '{"file_path": "/x"}'),
+    ]
+    assert msg["stop_reason"] == "tool_use"

@@ -9,6 +9,7 @@ client. Retries and the circuit breaker plug in here too.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Mapping, Sequence
 
@@ -37,9 +38,9 @@ class RequestContext:
 
     @classmethod
     def from_http(cls, request_id: str, headers: Mapping[str, str], parsed: Any) -> "RequestContext":
-        from .translate.request import session_id_for
+        from .translate.request import extract_session_id
 
-        session = session_id_for(headers.get("x-claude-code-session-id"), parsed)
+        session = extract_session_id(headers, parsed.metadata_user_id)
         kept = {name: headers[name] for name in ("anthropic-version", "anthropic-beta", "user-agent")
                 if name in headers}
         return cls(request_id=request_id, session_id=session, headers=kept)
@@ -57,6 +58,12 @@ def _chain(services: Services, runtime: Runtime) -> list[Any]:
 
 async def route_events(services: Services, runtime: Runtime, request: Any,
                        ctx: RequestContext) -> AsyncIterator[Batch]:
+    """Batches of the first provider in the chain that answers.
+
+    Each provider's generator is closed deterministically (``aclosing``): when the client
+    goes away or the stream ends, the upstream connection is released right there, not
+    whenever the garbage collector finalizes the generator.
+    """
     chain = _chain(services, runtime)
     if not chain:
         reason = runtime.load.packycode_reason or "no provider is enabled"
@@ -64,17 +71,16 @@ async def route_events(services: Services, runtime: Runtime, request: Any,
     last_error: PackydError | None = None
     for provider in chain:
         ctx.provider = provider.name
-        events = provider.events(request, ctx)
-        try:
-            first = await events.__anext__()
-        except StopAsyncIteration:
-            continue
-        except PackydError as error:
-            last_error = error
-            await events.aclose()
-            continue
-        yield first
-        async for batch in events:
-            yield batch
-        return
+        async with contextlib.aclosing(provider.events(request, ctx)) as events:
+            try:
+                first = await events.__anext__()
+            except StopAsyncIteration:
+                continue
+            except PackydError as error:
+                last_error = error
+                continue
+            yield first
+            async for batch in events:
+                yield batch
+            return
     raise last_error or ApiError("no provider produced an answer")

@@ -9,10 +9,12 @@ understands; after it, failures become an SSE ``error`` event (see :mod:`.stream
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Any
 
+import trio
 from quart import Request, Response
 
 from .. import logs
@@ -20,8 +22,8 @@ from ..errors import ApiError, InvalidRequest, PackydError
 from ..routing import RequestContext, route_events
 from ..services import Services
 from ..tokens import count_request_tokens
-from ..translate.aggregate import aggregate
-from ..translate.messages import parse_request
+from ..translate.aggregate import Aggregator
+from ..translate.messages import parse_messages_request
 from .streaming import EventStreamBody, ping_interval_for
 
 __all__ = ["create_message", "count_tokens", "decode_json_object"]
@@ -55,7 +57,7 @@ async def create_message(services: Services, request: Request) -> Response:
     runtime = services.holder.current
     request_id: str = request.packyd_id  # type: ignore[attr-defined]
     payload = decode_json_object(await request.get_data(cache=False))
-    parsed = parse_request(payload)
+    parsed = parse_messages_request(payload)
     ctx = RequestContext.from_http(request_id, request.headers, parsed)
 
     def finish(outcome: str) -> None:
@@ -88,22 +90,25 @@ async def create_message(services: Services, request: Request) -> Response:
                             content_type="text/event-stream; charset=utf-8")
         response.timeout = None
         return response
-    batches = [first]
+    # Non-streaming: the same events, folded into one Message as they arrive.
+    folded = Aggregator()
+    folded.add(first)
     try:
-        async for batch in events:
-            batches.append(batch)
+        async with contextlib.aclosing(events):
+            async for batch in events:
+                folded.add(batch)
     except PackydError as error:
         finish(f"error:{error.error_type}")
         raise
-    message = aggregate(event for batch in batches for event in batch)
     finish("ok")
-    return json_response(message, 200, headers)
+    return json_response(folded.message(), 200, headers)
 
 
 async def count_tokens(services: Services, request: Request) -> Response:
     from .app import json_response
 
     payload = decode_json_object(await request.get_data(cache=False))
-    payload.setdefault("max_tokens", 1)  # count_tokens has no max_tokens; the parser wants one
-    parsed = parse_request(payload)
-    return json_response({"input_tokens": count_request_tokens(parsed)})
+    parsed = parse_messages_request(payload, count_tokens=True)
+    # Tokenizing a large uncached prompt takes milliseconds: keep it off the event loop.
+    count = await trio.to_thread.run_sync(count_request_tokens, parsed, abandon_on_cancel=True)
+    return json_response({"input_tokens": count})

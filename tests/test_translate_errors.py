@@ -49,6 +49,8 @@ def test_403_key_and_identity_gating() -> None:
     assert isinstance(err, PermissionDenied) and "packycode.credentials (source: config.yaml)" in err.message
     gate = http(403, body({"error": {"message": "This account only allows Codex official clients"}}))
     assert isinstance(gate, PermissionDenied) and "identity" in gate.message
+    instr = http(400, body({"detail": "Instructions are not valid"}))
+    assert isinstance(instr, InvalidRequest) and "packycode.identity" in instr.message
 
 
 def test_rate_limit_passes_retry_after() -> None:

@@ -312,6 +312,9 @@ def classify_http_error(
         return _mark(err, retryable=True, code=code)
     if code in _SAFETY_CODES:
         return _mark(InvalidRequest(f"{provider} refused the request for safety reasons ({code})"), retryable=False, code=code)
+    if _IDENTITY_WORDS.search(text_for_words):
+        msg = _with_reason(f"{provider} refused this client identity; try another packycode.identity", code, message)
+        return _mark(InvalidRequest(msg), retryable=False, code=code)
     # any other 4xx: the request shape was rejected; retrying the same body cannot help
     return _mark(
         InvalidRequest(_with_reason(f"{provider} rejected the request with {status}", code, message)),

@@ -163,7 +163,7 @@ class PackycodeProvider:
                 failure = mark(ApiError(f"{PROVIDER_LABEL} answered with a web page instead of an event stream; "
                                         "check that packycode.base-url is the API address ending in /v1"),
                                retryable=False)
-                self._log_failure(ctx, failure, in_stream=False, status=200)
+                self._log_failure(ctx, failure, in_stream=False, upstream_status=200)
                 raise failure
 
             reads = response.aiter_bytes()
@@ -251,7 +251,7 @@ class PackycodeProvider:
             key_source=self._key_source, model=ctx.upstream_model, available_models=self.settings.models,
             input_tokens=estimate or None, context_window=self.settings.context_window,
         )
-        self._log_failure(ctx, error, in_stream=False, status=response.status_code)
+        self._log_failure(ctx, error, in_stream=False, upstream_status=response.status_code)
         return error
 
     def _transport_error(self, error: httpx.HTTPError, ctx: "RequestContext", *, before_first_event: bool) -> PackydError:
@@ -286,7 +286,7 @@ class PackycodeProvider:
     @staticmethod
     def _log_failure(ctx: "RequestContext", error: PackydError, *, in_stream: bool, **extra: Any) -> None:
         logs.log("warning", "upstream_failure", request_id=ctx.request_id, provider="packycode",
-                 error_type=error.error_type, status=error.status, code=getattr(error, "upstream_code", None),
+                 error_type=error.error_type, client_status=error.status, code=getattr(error, "upstream_code", None),
                  retryable=getattr(error, "retryable", None), in_stream=in_stream, **extra)
 
     @staticmethod

@@ -324,6 +324,11 @@ class FakePackycode:
             nursery.start_soon(self._watch_disconnect, conn, stream, record, nursery.cancel_scope)
             try:
                 keep = await self._send_reply(conn, stream, reply)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                # the client went away mid-write (the watcher may not have noticed yet)
+                if record.disconnected_at is None:
+                    record.disconnected_at = time.monotonic()
+                keep = False
             finally:
                 if record.disconnected_at is None:
                     record.finished_at = time.monotonic()

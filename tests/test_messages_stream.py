@@ -300,8 +300,9 @@ async def test_content_arriving_with_the_failure_is_delivered_before_the_error(s
 async def test_response_failed_before_content_is_an_http_error(stack: Any, events: list[dict[str, Any]], status: int,
                                                                error_type: str, check: Any) -> None:
     """Failures that arrive before any content reached the client (right after
-    ``response.created``) become a proper HTTP error that clients can act on."""
-    stack.fake.script(sse_reply(events, per_event=True, delay=0.01))
+    ``response.created``) become a proper HTTP error that clients can act on (every attempt
+    fails: packyd retries the transient ones itself first, see tests/test_faults.py)."""
+    stack.fake.default = sse_reply(events, per_event=True, delay=0.01)
     async with sdk(stack) as client:
         with pytest.raises(anthropic.APIStatusError) as raised:
             await stream_final(client, simple())

@@ -23,6 +23,10 @@ __all__ = ["build_providers", "PROVIDER_TYPES", "Provider", "Batch", "mark", "Pa
 #: ``providers[].type`` → factory(entry, services). The ``anthropic`` passthrough registers here.
 PROVIDER_TYPES: dict[str, Callable[[ProviderConfig, "Services"], Provider]] = {}
 
+from .anthropic import build_anthropic  # noqa: E402 - after PROVIDER_TYPES, which it joins
+
+PROVIDER_TYPES["anthropic"] = build_anthropic
+
 
 def build_providers(load: LoadResult, services: "Services") -> dict[str, Provider]:
     """Provider objects for one configuration snapshot, by name (only usable ones)."""

@@ -161,7 +161,8 @@ class PackycodeProvider:
             if "html" in response.headers.get("content-type", ""):
                 # a web frontend answering in place of the API: a base-url without /v1 does that
                 failure = mark(ApiError(f"{PROVIDER_LABEL} answered with a web page instead of an event stream; "
-                                        "check that packycode.base-url is the API address ending in /v1"),
+                                        "check that packycode.base-url is the API address ending in /v1",
+                                        headers={"x-should-retry": "false"}),  # a config error: retrying won't help
                                retryable=False)
                 self._log_failure(ctx, failure, in_stream=False, upstream_status=200)
                 raise failure

@@ -58,7 +58,8 @@ async def create_message(services: Services, request: Request) -> Response:
     request_id: str = request.packyd_id  # type: ignore[attr-defined]
     payload = decode_json_object(await request.get_data(cache=False))
     parsed = parse_messages_request(payload)
-    ctx = RequestContext.from_http(request_id, request.headers, parsed)
+    # payload: the anthropic passthrough provider forwards the client's body as it came
+    ctx = RequestContext.from_http(request_id, request.headers, parsed, payload)
 
     def finish(outcome: str) -> None:
         logs.log("info", "request", request_id=request_id, model=parsed.model, upstream_model=ctx.upstream_model,

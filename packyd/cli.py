@@ -26,13 +26,16 @@ Configuration: --config FILE, else $PACKYD_CONFIG, else /etc/packyd/config.yaml,
 """
 
 EXIT_CODES = """\
-exit codes: 0 valid, 1 invalid (every problem is printed), 2 file unreadable
+exit codes: 0 valid, 1 invalid (every problem is printed), 2 file unreadable,
+3 valid but the --online check failed
 """
 
 
 def _add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", metavar="FILE",
                         help="config.yaml to use (default: $PACKYD_CONFIG, /etc/packyd/config.yaml, ./config.yaml)")
+    parser.add_argument("--no-config", action="store_true",
+                        help="read no config file: built-in defaults, PACKYD_PACKYCODE_* variables and ~/.codex")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_argument(check)
     check.add_argument("--packycode", action="store_true",
                        help="check as `serve --packycode` would: Packycode must be usable")
+    check.add_argument("--online", action="store_true",
+                       help="also send one tiny request to Packycode and say whether it accepts the key, quota and "
+                            "model (exit 3 when it does not)")
     check.set_defaults(handler=_check_config)
 
     version = commands.add_parser("version", help="print the version")
@@ -83,10 +89,12 @@ def _register_command_modules(commands: argparse._SubParsersAction) -> None:  # 
         module.register(commands)
 
 
-def _config_path(explicit: str | None) -> str | None:
+def _config_path(args: argparse.Namespace, explicit: str | None = None) -> str | None:
     from .config import default_config_path
 
-    return explicit or default_config_path(os.environ)
+    if args.no_config:
+        return None
+    return explicit or args.config or default_config_path(os.environ)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -96,7 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .daemon import ServeOptions, load_for, serve_forever
 
     logs.configure("info")
-    options = ServeOptions(_config_path(args.config), args.host, args.port, args.packycode)
+    options = ServeOptions(_config_path(args), args.host, args.port, args.packycode)
     try:
         load = load_for(options)
     except OSError as error:
@@ -118,7 +126,7 @@ def _check_config(args: argparse.Namespace) -> int:
     from .config import load_config
     from .config.codex import read_codex_layer
 
-    path = args.file or _config_path(args.config)
+    path = _config_path(args, args.file)
     try:
         load = load_config(path, require_packycode=args.packycode, codex_layer=read_codex_layer)
     except OSError as error:
@@ -133,6 +141,10 @@ def _check_config(args: argparse.Namespace) -> int:
         return 1
     state = "Packycode is usable" if load.packycode_usable else f"Packycode is off: {load.packycode_reason}"
     print(f"{shown}: valid. {state}.")
+    if args.online:
+        from .online_check import run_online
+
+        return run_online(load)
     return 0
 
 

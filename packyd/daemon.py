@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import signal
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import httpx
@@ -102,9 +101,17 @@ async def serve_forever(options: ServeOptions, first: LoadResult) -> int:
             hyper.include_server_header = False
             stop = trio.Event()
             async with trio.open_nursery() as nursery:
+
+                async def run_server(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+                    await serve(app, hyper, shutdown_trigger=stop.wait, task_status=task_status)
+                    nursery.cancel_scope.cancel()  # the server is done: stop the signal loop and watchdog
+
                 try:
-                    binds = await nursery.start(partial(serve, app, hyper, shutdown_trigger=stop.wait))
-                except OSError as error:
+                    binds = await nursery.start(run_server)
+                except (OSError, BaseExceptionGroup) as failure:
+                    error = _os_error_in(failure)
+                    if error is None:
+                        raise
                     hint = " (another process is using it; pick another port)" if error.errno == errno.EADDRINUSE else ""
                     logs.log("error", "listen_failed", address=hyper.bind[0], error=error.strerror, hint=hint or None)
                     nursery.cancel_scope.cancel()
@@ -120,6 +127,17 @@ async def serve_forever(options: ServeOptions, first: LoadResult) -> int:
                 nursery.start_soon(_watchdog)
         logs.audit("stop", version=__version__, uptime_s=round(services.uptime))
     return 0
+
+
+def _os_error_in(failure: BaseException) -> OSError | None:
+    """The OSError behind a failed bind, which Hypercorn's nursery wraps in a group."""
+    if isinstance(failure, OSError):
+        return failure
+    if isinstance(failure, BaseExceptionGroup):
+        for inner in failure.exceptions:
+            if (found := _os_error_in(inner)) is not None:
+                return found
+    return None
 
 
 def _status_line(runtime: Runtime) -> str:

@@ -21,7 +21,7 @@ import sdnotify
 
 __all__ = ["notify", "ready", "reloading", "stopping", "status", "watchdog_interval", "watchdog_ping"]
 
-_UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
+_UNPRINTABLE = re.compile(r"[^\x21-\x7e]+")
 
 
 def _clean(value: str) -> str:

@@ -40,6 +40,13 @@ def body(**fields: Any) -> dict[str, Any]:
             **fields}
 
 
+@pytest.fixture
+async def one_attempt(start_stack: StartStack) -> Any:
+    """A stack where packyd makes exactly one upstream attempt: these tests check how one
+    answer is classified and delivered (retries and fallback are tested in test_faults.py)."""
+    return await start_stack(packycode={"retries": {"max-attempts": 1}})
+
+
 async def post(stack: Any, payload: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
     async with httpx.AsyncClient(base_url=stack.url, headers={**stack.client_headers, **(headers or {})},
                                  timeout=30) as client:
@@ -162,8 +169,10 @@ async def test_prompt_cache_key_is_stable_per_session(stack: Any) -> None:
     pytest.param(text_error_reply(500, "x" * (1024 * 1024), content_type="text/plain"), 500, "api_error",
                  lambda r: len(r.content) < 2000, id="huge-body"),
 ])
-async def test_upstream_http_errors_become_anthropic_errors(stack: Any, reply: Reply, status: int, error_type: str,
+async def test_upstream_http_errors_become_anthropic_errors(one_attempt: Any, reply: Reply, status: int,
+                                                            error_type: str,
                                                             check: Callable[[httpx.Response], bool]) -> None:
+    stack = one_attempt
     stack.fake.script(reply)
     response = await post(stack, body())
     assert response.status_code == status, response.text
@@ -176,7 +185,8 @@ async def test_upstream_http_errors_become_anthropic_errors(stack: Any, reply: R
     assert check(response)
 
 
-async def test_upstream_error_reaches_the_sdk_as_its_typed_exception(stack: Any) -> None:
+async def test_upstream_error_reaches_the_sdk_as_its_typed_exception(one_attempt: Any) -> None:
+    stack = one_attempt
     stack.fake.script(error_reply(429, "Rate limit reached", code="rate_limit_exceeded", headers=[("retry-after", "3")]))
     async with anthropic.AsyncAnthropic(base_url=stack.url, api_key=stack.client_key, max_retries=0) as client:
         with pytest.raises(anthropic.RateLimitError) as raised:
@@ -188,7 +198,8 @@ async def test_unreachable_upstream(nursery: trio.Nursery) -> None:
     with trio.socket.socket() as probe:  # a port with nothing listening
         await probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = await start_packyd(nursery, packyd_config(f"http://127.0.0.1:{port}/v1"))
+    server = await start_packyd(nursery, packyd_config(f"http://127.0.0.1:{port}/v1",
+                                                       packycode={"retries": {"max-attempts": 1}}))
     async with httpx.AsyncClient(base_url=server.url, headers=server.client_headers) as client:
         response = await client.post("/v1/messages", json=body())
     assert response.status_code == 529
@@ -197,7 +208,7 @@ async def test_unreachable_upstream(nursery: trio.Nursery) -> None:
 
 
 async def test_first_byte_timeout_closes_upstream_and_answers_504(start_stack: StartStack) -> None:
-    stack = await start_stack(packycode={"timeouts": {"first-byte": "1s"}})
+    stack = await start_stack(packycode={"timeouts": {"first-byte": "1s"}, "retries": {"max-attempts": 1}})
     stack.fake.script(stall_reply(before_headers=True))
     started = trio.current_time()
     response = await post(stack, body())
@@ -211,7 +222,8 @@ async def test_first_byte_timeout_closes_upstream_and_answers_504(start_stack: S
 
 async def test_first_byte_timeout_counts_until_the_first_event(start_stack: StartStack) -> None:
     """Headers alone are not an answer: a 200 that then stays silent hits first-byte too."""
-    stack = await start_stack(packycode={"timeouts": {"first-byte": "1s", "idle": "30s"}})
+    stack = await start_stack(packycode={"timeouts": {"first-byte": "1s", "idle": "30s"},
+                                         "retries": {"max-attempts": 1}})
     stack.fake.script(stall_reply())
     response = await post(stack, body())
     assert response.status_code == 504
@@ -225,7 +237,8 @@ async def test_first_byte_timeout_counts_until_the_first_event(start_stack: Star
                  id="garbage"),
     pytest.param(Reply(chunks=(Chunk(b"data: {not json}\n\n"),)), "malformed", id="bad-json"),
 ])
-async def test_a_200_that_is_not_an_event_stream(stack: Any, reply: Reply, fragment: str) -> None:
+async def test_a_200_that_is_not_an_event_stream(one_attempt: Any, reply: Reply, fragment: str) -> None:
+    stack = one_attempt
     stack.fake.script(reply)
     response = await post(stack, body())
     assert response.status_code >= 500
@@ -257,9 +270,10 @@ async def test_concurrency_is_bounded_by_max_upstream_streams(start_stack: Start
 # --------------------------------------------------------------------------- privacy
 
 
-async def test_logs_carry_metadata_only(stack: Any, packyd_log: Any) -> None:
+async def test_logs_carry_metadata_only(one_attempt: Any, packyd_log: Any) -> None:
     """At debug level: no prompt or answer text, no upstream error text, no key; the request
     line names the upstream model."""
+    stack = one_attempt
     secret_prompt, secret_answer = "CANARY-prompt-4d1c", "CANARY-answer-93be"
     stack.fake.script(sse_reply(streams.text_stream(secret_answer)),
                       error_reply(400, f"Invalid value: '{secret_prompt}'", type="invalid_request_error"),

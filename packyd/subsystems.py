@@ -6,6 +6,7 @@ it may store objects in ``services.extras`` and add reload hooks to ``services.h
 
 from __future__ import annotations
 
+from . import registry
 from .services import Services
 
 __all__ = ["attach_all"]
@@ -13,3 +14,4 @@ __all__ = ["attach_all"]
 
 def attach_all(services: Services) -> None:
     """Attach every subsystem, in dependency order."""
+    registry.attach(services)  # model registry, kept in step with reloads (FR-014)

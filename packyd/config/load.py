@@ -37,7 +37,9 @@ __all__ = [
     "default_config_path",
     "CodexLayer",
     "CREDENTIAL_NAME",
+    "Conflict",
     "mask_secret",
+    "source_rank",
 ]
 
 #: File name of the key when systemd passes it with ``LoadCredential=``.
@@ -75,6 +77,35 @@ class Problem:
         return f"{self.where}: {self.path}: {self.what} — {self.fix}"
 
 
+@dataclass(frozen=True)
+class Conflict:
+    """Several sources set one packycode setting to different values; ``winner`` is used.
+
+    Only labels are kept: the value itself is looked up (and masked when secret) by whoever
+    logs or shows it, so a conflict can be passed around without leaking a key.
+    """
+
+    path: str
+    winner: str
+    overridden: tuple[str, ...]
+
+    def why(self) -> str:
+        return "config.yaml > environment > Codex CLI files > defaults"
+
+
+def source_rank(label: str) -> int:
+    """Precedence of a source label, lower wins (FR-012); used where two settings compete."""
+    if label.startswith("config.yaml") or label == "--packycode":
+        return 0
+    if label.startswith("env:"):
+        return 1
+    if label.startswith("systemd-credential:"):
+        return 2
+    if label.startswith("codex-cli"):
+        return 3
+    return 9
+
+
 #: A Codex CLI reader returns ``{dotted packycode path: (raw value, origin)}`` plus problems.
 CodexLayer = Callable[[Mapping[str, str]], tuple[dict[str, tuple[Any, Origin]], list[Problem]]]
 
@@ -89,6 +120,7 @@ class LoadResult:
     packycode_key_source: str = "none"
     packycode_usable: bool = False
     packycode_reason: str = ""  # why it is not usable, with the fix
+    conflicts: tuple[Conflict, ...] = ()  # settings that more than one source set differently
 
     @property
     def errors(self) -> tuple[Problem, ...]:
@@ -238,10 +270,16 @@ def load_config(
     raw = document.data if document.data is not None else {}
 
     overlay = _env_layer(env)
+    env_values = dict(overlay)
+    codex_values: dict[str, tuple[Any, Origin]] = {}
     raw_packycode = raw.get("packycode") if isinstance(raw, dict) else None
-    import_codex = require_packycode or path is None or _wants_codex(raw_packycode, overlay)
-    if import_codex and codex_layer is not None:
+    asked_for_codex = require_packycode or _wants_codex(raw_packycode, overlay)
+    if (asked_for_codex or path is None) and codex_layer is not None:
         codex_values, codex_problems = codex_layer(env)
+        if not asked_for_codex:
+            # Read only because there is no config file: a broken ~/.codex must not stop a
+            # packyd that was never told to use it.
+            codex_problems = [dataclasses.replace(p, severity="warning") for p in codex_problems]
         problems.extend(codex_problems)
         for key, entry in codex_values.items():
             overlay.setdefault(key, entry)
@@ -260,6 +298,8 @@ def load_config(
     config: Config = builder.build(Config, raw, "")
     problems.extend(builder.problems)
     problems.extend(_cross_checks(config, builder))
+    if not config.packycode.privacy.disable_response_storage:
+        problems.append(_storage_note(builder, overlay))
     key, key_source, key_problems = _resolve_key(config.packycode, builder, env)
     problems.extend(key_problems)
 
@@ -269,8 +309,9 @@ def load_config(
     elif config.packycode.requires_openai_auth and not key:
         usable = False
         reason = ("no Packycode key: set packycode.credentials.openai-api-key (or openai-api-key-file) "
-                  "in config.yaml, or the environment variable PACKYD_PACKYCODE_API_KEY, "
-                  "or OPENAI_API_KEY in ~/.codex/auth.json with packycode.import-codex-cli: true")
+                  "in config.yaml, or the environment variable PACKYD_PACKYCODE_API_KEY (or a systemd "
+                  f"credential named {CREDENTIAL_NAME}), or OPENAI_API_KEY in ~/.codex/auth.json "
+                  "($CODEX_HOME/auth.json), read with packycode.import-codex-cli: true or --packycode")
         problems.append(Problem(builder.origin_of("packycode.credentials").where() if path else filename,
                                 "packycode.credentials", "Packycode is enabled but no key was found",
                                 reason.removeprefix("no Packycode key: "),
@@ -287,7 +328,49 @@ def load_config(
         packycode_key_source=key_source,
         packycode_usable=usable and not has_errors,
         packycode_reason=reason,
+        conflicts=_conflicts(raw_packycode, env_values, codex_values, builder.sources),
     )
+
+
+def _storage_note(builder: _Builder, overlay: Mapping[str, tuple[Any, Origin]]) -> Problem:
+    """``disable-response-storage: false`` is accepted (Codex configs carry the key) but
+    cannot take effect: Codex relays require ``store: false`` and packyd stores nothing."""
+    path = "packycode.privacy.disable-response-storage"
+    source = builder.sources.get(path, "default")
+    where = builder.origin_of(path).where() if source.startswith("config.yaml") else \
+        overlay[path][1].where() if path in overlay else source
+    return Problem(where, path, "is false, but packyd always sends store:false (Codex relays require it, and "
+                   "packyd never stores content); the setting has no effect", "remove it or set it to true",
+                   "warning")
+
+
+def _conflicts(raw_packycode: Any, env_values: Mapping[str, tuple[Any, Origin]],
+               codex_values: Mapping[str, tuple[Any, Origin]], sources: Mapping[str, str]) -> tuple[Conflict, ...]:
+    """Settings given different values by more than one source, for the start/reload log."""
+    found = []
+    for path, item in walk_settings(PackycodeConfig, "packycode."):
+        candidates: list[tuple[str, Any]] = []
+        node: Any = raw_packycode
+        for part in path.split(".")[1:]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            candidates.append((sources.get(path, "config.yaml"), node))
+        for layer in (env_values, codex_values):
+            if path in layer:
+                value, origin = layer[path]
+                candidates.append((origin.label, _normalized(item, value, origin)))
+        if len(candidates) > 1:
+            first = _normalized(item, candidates[0][1], Origin("config.yaml"))
+            if any(value != first for _, value in candidates[1:]):
+                found.append(Conflict(path, candidates[0][0], tuple(label for label, _ in candidates[1:])))
+    return tuple(found)
+
+
+def _normalized(item: dataclasses.Field[Any], value: Any, origin: Origin) -> Any:
+    try:
+        return item.metadata["kind"].parse(value, from_text=origin.from_text)
+    except Invalid:
+        return value
 
 
 def _wants_codex(raw_packycode: Any, overlay: dict[str, tuple[Any, Origin]]) -> bool:
@@ -350,11 +433,19 @@ def _read_key_file(filename: str) -> str:
 
 def _resolve_key(packycode: PackycodeConfig, builder: _Builder,
                  env: Mapping[str, str]) -> tuple[str | None, str, list[Problem]]:
-    """The key, in order: openai-api-key, openai-api-key-file, systemd credential."""
+    """The key from the best-ranked source: openai-api-key, openai-api-key-file, systemd credential.
+
+    The two settings and the credential compete as one: a key file named in config.yaml beats
+    a key imported from ~/.codex/auth.json, and a systemd credential (set up by the
+    administrator) beats the Codex CLI files too. Within one source the key wins over the file.
+    """
     credentials = packycode.credentials
-    if credentials.openai_api_key:
+    key_rank = source_rank(builder.sources.get("packycode.credentials.openai-api-key", "default"))
+    file_rank = source_rank(builder.sources.get("packycode.credentials.openai-api-key-file", "default"))
+    credential = _systemd_credential(env)
+    if credentials.openai_api_key and key_rank <= file_rank and not (credential and key_rank > 2):
         return credentials.openai_api_key, builder.sources["packycode.credentials.openai-api-key"], []
-    if credentials.openai_api_key_file:
+    if credentials.openai_api_key_file and not (credential and file_rank > 2):
         problems = _check_key_file(credentials.openai_api_key_file, "packycode.credentials.openai-api-key-file",
                                    builder)
         if problems:
@@ -366,11 +457,17 @@ def _resolve_key(packycode: PackycodeConfig, builder: _Builder,
                                           f"{credentials.openai_api_key_file} is empty",
                                           "write the key into it on one line")]
         return key, f"file:{credentials.openai_api_key_file}", []
+    if credential:
+        return credential, f"systemd-credential:{CREDENTIAL_NAME}", []
+    if credentials.openai_api_key:
+        return credentials.openai_api_key, builder.sources["packycode.credentials.openai-api-key"], []
+    return None, "none", []
+
+
+def _systemd_credential(env: Mapping[str, str]) -> str | None:
     directory = env.get("CREDENTIALS_DIRECTORY")
     if directory:
         candidate = os.path.join(directory, CREDENTIAL_NAME)
         if os.path.exists(candidate):
-            key = _read_key_file(candidate)
-            if key:
-                return key, f"systemd-credential:{CREDENTIAL_NAME}", []
-    return None, "none", []
+            return _read_key_file(candidate) or None
+    return None

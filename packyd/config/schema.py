@@ -45,6 +45,7 @@ __all__ = [
 
 EFFORTS = ("minimal", "low", "medium", "high", "xhigh")
 SUMMARIES = ("auto", "concise", "detailed", "none")
+VERBOSITIES = ("low", "medium", "high")
 
 #: Models registered under provider ``codex`` when ``packycode.models`` is not set.
 DEFAULT_PACKYCODE_MODELS: tuple[str, ...] = (
@@ -119,6 +120,9 @@ class Defaults:
     model_reasoning_summary: str = setting("auto", Enum(SUMMARIES),
                                            "reasoning summaries shown to Claude Code as thinking blocks",
                                            env="PACKYD_PACKYCODE_REASONING_SUMMARY")
+    model_verbosity: str | None = setting(None, Enum(VERBOSITIES),
+                                          "text.verbosity sent upstream (gpt-5 family); unset sends none, "
+                                          "as Codex does", env="PACKYD_PACKYCODE_VERBOSITY", example="medium")
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ def translation_settings(config: PackycodeConfig) -> TranslationSettings:
         model_map=tuple(ModelRoute(pattern, model, effort) for pattern, model, effort in config.model_map),
         models=tuple(config.models),
         identity=config.identity,
+        verbosity=config.defaults.model_verbosity,
     )
 
 

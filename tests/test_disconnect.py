@@ -166,3 +166,24 @@ async def test_idle_timeout_ends_the_stream_with_an_error(start_stack: StartStac
     assert error["error"]["type"] == "timeout_error"
     assert "idle" in error["error"]["message"]
     await stack.fake.wait_for(lambda: stack.upstream_requests[0].disconnected_at is not None)
+
+
+async def test_closing_the_provider_between_batches_closes_upstream_at_once(stack: Any) -> None:
+    """The streaming body closes the provider's generator at a ``yield`` when the client left
+    while packyd was writing: that must close the upstream connection within milliseconds
+    and give back the upstream slot."""
+    from packyd.routing import RequestContext
+    from packyd.translate.messages import parse_messages_request
+
+    stack.fake.script(slow_text())
+    provider = stack.server.services.holder.current.providers["packycode"]
+    events = provider.events(parse_messages_request(BODY), RequestContext(request_id="req_test_close"))
+    first = await events.__anext__()
+    assert first[0]["type"] == "message_start"
+    second = await events.__anext__()
+    assert second
+    closed_at = time.monotonic()
+    await events.aclose()
+    record = stack.upstream_requests[0]
+    assert record.disconnected_at is not None or await upstream_closed_after(stack, closed_at) < 0.1
+    assert stack.server.services.limiter.borrowed_tokens == 0

@@ -30,6 +30,7 @@ error types and upstream error codes, never bodies.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
@@ -136,8 +137,11 @@ class PackycodeProvider:
         await limiter.acquire_on_behalf_of(borrower)
         try:
             ctx.attempts += 1
-            async for batch in self._exchange(http, httpx_request, translator, ctx, estimate):
-                yield batch
+            # aclosing: when this generator is closed at a yield, the exchange (and its
+            # upstream connection) is closed right there, not by the garbage collector
+            async with contextlib.aclosing(self._exchange(http, httpx_request, translator, ctx, estimate)) as batches:
+                async for batch in batches:
+                    yield batch
         finally:
             limiter.release_on_behalf_of(borrower)
 

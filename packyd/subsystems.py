@@ -6,7 +6,7 @@ it may store objects in ``services.extras`` and add reload hooks to ``services.h
 
 from __future__ import annotations
 
-from . import registry
+from . import registry, routing
 from .services import Services
 
 __all__ = ["attach_all"]
@@ -15,3 +15,4 @@ __all__ = ["attach_all"]
 def attach_all(services: Services) -> None:
     """Attach every subsystem, in dependency order."""
     registry.attach(services)  # model registry, kept in step with reloads (FR-014)
+    routing.attach(services)  # circuit breakers, metrics, runtime provider switch, config audit

@@ -35,7 +35,7 @@ def anthropic_sse(events: Iterable[Mapping[str, Any]]) -> bytes:
     return "".join(out).encode("utf-8")
 
 
-def anthropic_events(text: str, *, model: str = "claude-sonnet-4-5", message_id: str = "msg_fake_01",
+def anthropic_events(text: str, *, model: str = "claude-opus-4-8", message_id: str = "msg_fake_01",
                      input_tokens: int = 12, output_tokens: int = 5) -> list[dict[str, Any]]:
     """The event sequence of a one-block text answer, as api.anthropic.com sends it."""
     half = max(1, len(text) // 2)

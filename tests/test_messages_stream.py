@@ -356,6 +356,28 @@ async def test_stream_split_at_every_byte_boundary(stack: Any, events: list[dict
     check_message(final, content=content, stop_reason=stop, usage=used, model=MODEL)
 
 
+async def raw_pieces(stack: Any, body: dict[str, Any]) -> list[bytes]:
+    """The response body as the pieces packyd wrote (one HTTP chunk per send)."""
+    async with httpx.AsyncClient(base_url=stack.url, headers=stack.client_headers, timeout=30) as client:
+        async with client.stream("POST", "/v1/messages", json={**body, "stream": True}) as response:
+            return [piece async for piece in response.aiter_raw()]
+
+
+async def test_writes_follow_upstream_reads(stack: Any) -> None:
+    """All events translated from one upstream read go out in one send; an upstream that
+    trickles one event at a time gets one send per event that produced output."""
+    events = streams.text_stream("one two three four five six", pieces=6)
+    stack.fake.script(sse_reply(events))  # the whole answer in one upstream write
+    whole = await raw_pieces(stack, simple())
+    assert len(whole) == 1
+    in_one = check_stream_grammar(parse_sse(whole[0]))  # message_start … message_stop in that one piece
+
+    stack.fake.script(sse_reply(events, per_event=True, delay=0.02))
+    trickled = await raw_pieces(stack, simple())
+    assert len(trickled) >= 8  # message_start, block start + each delta, block stop..., the end
+    assert len(check_stream_grammar(parse_sse(b"".join(trickled)))) == len(in_one) == 11
+
+
 # --------------------------------------------------------------------------- non-streaming
 
 

@@ -119,6 +119,24 @@ async def test_header_overrides_and_auth_switch(start_stack: StartStack) -> None
     assert "authorization" not in headers  # requires-openai-auth: false sends no key
 
 
+async def test_defaults_block_reaches_the_upstream_body(start_stack: StartStack) -> None:
+    """``packycode.defaults`` and ``model-map`` as the translator sees them (via the provider)."""
+    stack = await start_stack(packycode={
+        "defaults": {"model": "gpt-5.1", "model-reasoning-effort": "low", "model-reasoning-summary": "detailed",
+                     "model-verbosity": "high"},
+        "model-map": {"claude-*opus*": "gpt-5.1-codex-max(xhigh)"},
+    })
+    stack.fake.default = sse_reply(streams.text_stream("ok"))
+    await post(stack, body(model="claude-opus-4-8"))
+    await post(stack, body(model="some-unknown-model"))
+    mapped, fallback = (r.json for r in stack.upstream_requests)
+    check_upstream_request(stack.upstream_requests[0], model="gpt-5.1-codex-max")
+    assert mapped["reasoning"] == {"effort": "xhigh", "summary": "detailed"}
+    assert mapped["text"] == {"verbosity": "high"}
+    check_upstream_request(stack.upstream_requests[1], model="gpt-5.1")
+    assert fallback["reasoning"] == {"effort": "low", "summary": "detailed"}
+
+
 async def test_bearer_key_and_path_under_base_url(stack: Any) -> None:
     stack.fake.script(sse_reply(streams.text_stream("ok")))
     assert (await post(stack, body())).status_code == 200

@@ -135,3 +135,20 @@ async def test_models_command_online_and_offline(stack: Stack, tmp_path: Path) -
     unusable.write_text("packycode:\n  enabled: true\n")
     none = await packyd_cli("models", "--config", str(unusable), "--offline", cwd=tmp_path)
     assert none.returncode == 0 and b"0 model(s)" in none.stdout and b"PACKYD_PACKYCODE_API_KEY" in none.stdout
+
+
+async def test_circuit_state_is_shown(start_stack: Callable[..., Awaitable[Stack]], tmp_path: Path) -> None:
+    from tests.support.fake_packycode import error_reply
+
+    stack = await start_stack(packycode={"retries": {"max-attempts": 1}},
+                              routing={"circuit-breaker": {"failures": 1, "cooldown": "60s"}})
+    stack.fake.script(error_reply(503, "busy"))
+    async with httpx.AsyncClient(base_url=stack.url, headers=stack.client_headers) as client:
+        failed = await client.post("/v1/messages", json={"model": "claude-opus-4-8", "max_tokens": 16,
+                                                          "messages": [{"role": "user", "content": "hi"}]})
+        status = (await client.get("/v0/status")).json()
+    assert failed.status_code >= 500
+    [packy] = [p for p in status["providers"] if p["name"] == "packycode"]
+    assert packy["circuit"]["state"] == "open" and packy["health"].startswith("circuit open, next probe in")
+    text = await packyd_cli("status", "--url", stack.url, env={"PACKYD_API_KEY": CLIENT_KEY}, cwd=tmp_path)
+    assert "circuit open: 1/1 recent failures, opened 1 time(s)" in text.stdout.decode()

@@ -38,7 +38,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                "4 --write refused (a packycode block exists; --force replaces it)")
     parser.add_argument("--codex-home", metavar="DIR", help="Codex CLI directory (default: $CODEX_HOME or ~/.codex)")
     parser.add_argument("--with-key", action="store_true",
-                        help="write the key itself into the block (default: keep it in auth.json and read it from there)")
+                        help="write the key itself into the block "
+                             "(default: keep it in auth.json and read it from there)")
     parser.add_argument("--write", metavar="FILE",
                         help="merge the block into FILE (created if missing); other keys and comments are kept")
     parser.add_argument("--force", action="store_true", help="with --write: replace an existing packycode: block")

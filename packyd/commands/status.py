@@ -82,6 +82,15 @@ def _value(value: Any) -> str:
     return str(value)
 
 
+def _extra(name: str, value: Any) -> str:
+    """Other subsystems' per-provider state; the circuit breaker gets a compact line."""
+    if name == "circuit" and isinstance(value, dict):
+        text = (f"circuit {value.get('state')}: {value.get('recent_failures')}/{value.get('failure_threshold')} "
+                f"recent failures, opened {value.get('openings')} time(s)")
+        return text + (f", probe in {value['retry_in_s']}s" if value.get("retry_in_s") else "")
+    return f"{name}={_value(value)}"
+
+
 def render(document: dict[str, Any], url: str) -> str:
     """A readable summary of ``/v0/status`` (everything in it is already masked)."""
     lines = [f"packyd {document.get('version')} at {url}: {document.get('state')}, "
@@ -121,7 +130,7 @@ def render(document: dict[str, Any], url: str) -> str:
         extra = {k: v for k, v in provider.items()
                  if k not in {"name", "type", "base_url", "enabled", "runtime_disabled", "usable", "reason",
                               "in_routing", "health"}}
-        tail = "; ".join(f"{k}={_value(v)}" for k, v in extra.items())
+        tail = "; ".join(_extra(k, v) for k, v in extra.items())
         reason = f" ({provider['reason']})" if provider.get("reason") and provider.get("health") != "ready" else ""
         lines.append(f"  {provider['name']:<14} {provider['health']}{reason}  {provider.get('base_url')}"
                      + (f"  [{tail}]" if tail else ""))

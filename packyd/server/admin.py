@@ -201,6 +201,9 @@ def _providers(services: Services) -> list[dict[str, Any]]:
         entry["in_routing"] = name in in_routing
         entry["health"] = _health(entry, name in runtime.providers)
         entry.update(_extra_state(services, name))
+        circuit = entry.get("circuit")
+        if isinstance(circuit, dict) and circuit.get("state") == "open" and entry["health"] == "ready":
+            entry["health"] = f"circuit open, next probe in {circuit.get('retry_in_s')}s"
     return entries
 
 

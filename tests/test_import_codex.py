@@ -112,6 +112,13 @@ def test_write_appends_and_keeps_every_other_byte(tmp_path: Path, codex: Path) -
     assert (config.stat().st_mode & 0o777) == 0o640, "the file keeps its mode"
     checked = packyd("check-config", str(config), "--packycode", home=tmp_path)
     assert checked.returncode == 0, checked.stdout
+    assert "every user on this machine can read it" not in result.stderr
+    config.chmod(0o644)
+    again = packyd("import-codex", "--with-key", "--write", str(config), "--force", home=tmp_path, codex=codex)
+    assert again.returncode == 0 and f"chmod o-rwx {config}" in again.stderr
+    new = tmp_path / "new.yaml"
+    assert packyd("import-codex", "--with-key", "--write", str(new), home=tmp_path, codex=codex).returncode == 0
+    assert (new.stat().st_mode & 0o777) == 0o600, "a new file holding the key is private"
 
 
 def test_write_refuses_an_existing_block_unless_forced(tmp_path: Path, codex: Path) -> None:

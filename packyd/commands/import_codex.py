@@ -236,4 +236,7 @@ def _write(path: Path, block: Block, *, force: bool) -> int:
             os.unlink(candidate)
     action = "replaced the packycode: block in" if existed else "wrote the block to"
     print(f"{action} {path}; check it with: packyd check-config {path}", file=sys.stderr)
+    if block.has_key and path.stat().st_mode & 0o004:
+        print(f"warning: {path} now holds the Packycode key and every user on this machine can read it: "
+              f"chmod o-rwx {path}", file=sys.stderr)
     return 0

@@ -51,8 +51,12 @@ def _connect_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def resolve_target(args: argparse.Namespace) -> Target:
-    """Address and key of the daemon; raises OSError if the config file cannot be read."""
+def resolve_target(args: argparse.Namespace, *, management: bool = True) -> Target:
+    """Address and key of the daemon; raises OSError if the config file cannot be read.
+
+    ``management``: the key is for ``/v0/*`` (``management-key`` when set, else the first of
+    ``api-keys``); otherwise for ``/v1/*``, which only ever accepts ``api-keys``.
+    """
     from .config import default_config_path, load_config
     from .config.codex import read_codex_layer
 
@@ -67,7 +71,8 @@ def resolve_target(args: argparse.Namespace) -> Target:
         source = path or "built-in defaults"
         host, port = config.host, config.port
         if key is None:
-            key = config.management_key or (config.api_keys[0] if config.api_keys else None)
+            client_key = config.api_keys[0] if config.api_keys else None
+            key = (config.management_key or client_key) if management else client_key
     if args.url:
         return Target(args.url.rstrip("/"), key, "--url", config)
     return Target(f"http://{_connect_host(host)}:{port}", key, source, config)

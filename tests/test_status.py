@@ -102,6 +102,10 @@ async def test_status_command_reads_address_and_key_from_config(
     as_json = await packyd_cli("status", "--config", str(config), "--json")
     document = json.loads(as_json.stdout)
     assert document["packycode"]["settings"]["base-url"]["source"] == url_line
+    # /v1/models takes api-keys only, even when a management key is set
+    models = await packyd_cli("models", "--config", str(config), "--json")
+    assert models.returncode == 0 and models.stderr == b"", models.stderr
+    assert "gpt-5" in [m["id"] for m in json.loads(models.stdout)["data"]]
 
 
 async def test_status_command_errors(stack: Stack, tmp_path: Path) -> None:

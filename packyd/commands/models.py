@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     origin = ""
     if not args.offline:
         try:
-            target = resolve_target(args)
+            target = resolve_target(args, management=False)
             document = get_json(target, "/v1/models", args.timeout)
             models = document.get("data", [])
             origin = f"registered by packyd at {target.url}"

@@ -1,0 +1,1 @@
+"""packyd benchmarks (not part of the test run): python -m bench; see docs/benchmarks.md."""

@@ -129,14 +129,15 @@ class Histogram(_Metric):
                  buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
         super().__init__(name, doc, labels)
         self.buckets = tuple(sorted(buckets))
-        self._series: dict[tuple[str, ...], list[float]] = {}  # bucket counts..., sum, count
+        #: per label set: hits per bucket (non-cumulative), hits above the last bound, sum, count
+        self._series: dict[tuple[str, ...], list[float]] = {}
 
     def observe(self, *labels: str, value: float) -> None:
         key = self._key(labels, self._series)
         series = self._series.get(key)
         if series is None:
-            series = self._series[key] = [0.0] * (len(self.buckets) + 2)
-        series[bisect.bisect_left(self.buckets, value)] += 1  # non-cumulative here; summed on render
+            series = self._series[key] = [0.0] * (len(self.buckets) + 3)
+        series[bisect.bisect_left(self.buckets, value)] += 1  # index len(buckets): above every bound
         series[-2] += value
         series[-1] += 1
 

@@ -135,6 +135,7 @@ async def route_events(services: Services, runtime: Runtime, request: Any,
         raise Unavailable(NOT_CONFIGURED + _no_provider_reason(services, runtime))
     started = trio.current_time()
     errors: list[tuple[str, PackydError]] = []
+    upstream_models: dict[str, str | None] = {}
     circuit_waits: list[float] = []
 
     for name in names:
@@ -192,13 +193,15 @@ async def route_events(services: Services, runtime: Runtime, request: Any,
             if not breaker.allow():
                 break  # the circuit opened meanwhile (other requests failed too)
         errors.append((name, error))
+        upstream_models[name] = ctx.upstream_model
         ctx.passed_over.append(name)
         if not may_fall_back(error):
             break
 
     failure = _final_error(errors, circuit_waits, names)
     failed_provider = errors[0][0] if errors else names[0]
-    ctx.provider = failed_provider
+    ctx.provider = failed_provider  # the log line and metrics name the provider whose error the client gets
+    ctx.upstream_model = upstream_models.get(failed_provider, ctx.upstream_model)
     if metrics is not None:
         model = _model_label(ctx, request)
         metrics.requests.inc(failed_provider, model, str(failure.status))

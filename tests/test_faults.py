@@ -425,3 +425,25 @@ def test_matrix_covers_the_acceptance_list() -> None:
               "error-event-nested-quota", "cut-before-content", "stall-before-headers", "garbage-200"}
     mid = {"response.failed", "error-event-flat", "error-event-nested-quota", "cut", "stall-beyond-idle", "garbage"}
     assert before <= BEFORE.keys() and mid <= MID.keys()
+
+
+@pytest.mark.parametrize(("headers", "size"), [
+    ({"x-api-key": "wrong-key"}, 8 * 1024 * 1024),  # refused before the body is read
+    ({}, 33 * 1024 * 1024),                         # over max-body-size (32 MiB)
+])
+async def test_an_early_error_never_wedges_the_connection(nursery: trio.Nursery, upstream: FakePackycode,
+                                                           headers: dict[str, str], size: int) -> None:
+    """An error answered before a large body was read leaves the rest of the body in flight;
+    packyd closes that connection, so the client's next request (on a fresh connection) is
+    answered instead of waiting forever behind the unread bytes."""
+    upstream.default = sse_reply(streams.text_stream("fine"))
+    server = await start(nursery, upstream.url)
+    big = b'{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"' + b"x" * size + b'"}]}'
+    async with httpx.AsyncClient(base_url=server.url, headers=server.client_headers, timeout=LIMIT) as client:
+        with trio.fail_after(LIMIT):
+            refused = await client.post("/v1/messages", content=big,
+                                        headers={"content-type": "application/json", **headers})
+            assert refused.status_code in (401, 413)
+            assert refused.headers["connection"] == "close"
+            answered = await client.post("/v1/messages", json=BODY)
+    assert answered.status_code == 200

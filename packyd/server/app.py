@@ -110,6 +110,15 @@ def create_app(services: Services) -> QuartTrio:
     admin.register(app, services)
     ops.register(app, services)
 
+    @app.after_request
+    async def close_after_unread_body(response: Response) -> Response:
+        # An error answered before the body was read (wrong key, body too large) leaves the rest
+        # of the body in flight, and Hypercorn stops reading it: a client reusing the connection
+        # would wait behind it forever. Such connections are closed once the answer is sent.
+        if response.status_code >= 400 and (request.content_length or "transfer-encoding" in request.headers):
+            response.headers["connection"] = "close"
+        return response
+
     @app.errorhandler(PackydError)
     async def packyd_error(error: PackydError) -> Response:
         return error_response(error, getattr(request, "packyd_id", None))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import signal
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -25,15 +26,16 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from . import __version__, logs, systemd
-from .config import LoadResult, load_config, mask_secret
+from .config import Config, LoadResult, load_config, mask_secret
 from .config.codex import read_codex_layer
 from .providers import build_providers
 from .runtime import Runtime, RuntimeHolder, config_changes
-from .server.app import create_app
+from .server.app import count_inflight, create_app
 from .services import Services
 from .subsystems import attach_all
 
-__all__ = ["ServeOptions", "serve_forever", "load_for", "build_runtime"]
+__all__ = ["ServeOptions", "serve_forever", "load_for", "build_runtime", "upstream_client", "hypercorn_config",
+           "serve_until_drained"]
 
 
 @dataclass(frozen=True)
@@ -82,28 +84,17 @@ async def serve_forever(options: ServeOptions, first: LoadResult) -> int:
         services = Services(holder=holder, version=__version__, config_path=first.path,
                             require_packycode=options.require_packycode,
                             limiter=trio.CapacityLimiter(config.max_upstream_streams))
-        timeout = httpx.Timeout(connect=10.0, read=300.0, write=30.0, pool=10.0)
-        # max_connections=None: a bounded pool can wedge for good after cancellations
-        # (httpcore#1093); concurrency is bounded by services.limiter instead.
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=30.0)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits,
-                                     headers={"accept-encoding": "identity"}) as http:
+        async with upstream_client() as http:
             services.http = http
             holder.current = build_runtime(first, 1, services)
             attach_all(services)
             app = create_app(services)
-            hyper = HypercornConfig()
-            hyper.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-            hyper.graceful_timeout = config.drain_timeout + 2.0
-            hyper.keep_alive_timeout = 10.0
-            hyper.accesslog = None
-            hyper.errorlog = None  # packyd logs its own, content-free lines
-            hyper.include_server_header = False
+            hyper = hypercorn_config(config, host, port)
             stop = trio.Event()
             async with trio.open_nursery() as nursery:
 
                 async def run_server(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
-                    await serve(app, hyper, shutdown_trigger=stop.wait, task_status=task_status)
+                    await serve_until_drained(app, hyper, services, stop, task_status=task_status)
                     nursery.cancel_scope.cancel()  # the server is done: stop the signal loop and watchdog
 
                 try:
@@ -127,6 +118,56 @@ async def serve_forever(options: ServeOptions, first: LoadResult) -> int:
                 nursery.start_soon(_watchdog)
         logs.audit("stop", version=__version__, uptime_s=round(services.uptime))
     return 0
+
+
+def upstream_client() -> httpx.AsyncClient:
+    """The one upstream HTTP client of the process (DESIGN §9).
+
+    Explicit timeouts, because httpx's default of 5 s would kill any stream whose first token
+    takes longer (providers set tighter per-request deadlines); an unbounded pool, because a
+    bounded one can wedge for good after cancellations (httpcore#1093) — ``services.limiter``
+    bounds concurrency instead; no compression, so SSE is never held in a decoder.
+    """
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(connect=10.0, read=300.0, write=30.0, pool=10.0),
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=30.0),
+        headers={"accept-encoding": "identity"},
+    )
+
+
+def hypercorn_config(config: Config, host: str, port: int) -> HypercornConfig:
+    hyper = HypercornConfig()
+    hyper.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    # Streams are ended by packyd at drain-timeout (with an error event); Hypercorn's own
+    # deadline comes after, so it never has to cut one.
+    hyper.graceful_timeout = config.drain_timeout + 2.0
+    hyper.keep_alive_timeout = 10.0  # idle connections hold an fd until this expires
+    hyper.accesslog = None
+    hyper.errorlog = None  # packyd logs its own, content-free lines
+    hyper.include_server_header = False
+    return hyper
+
+
+async def serve_until_drained(app: Any, hyper: HypercornConfig, services: Services, stop: trio.Event, *,
+                              task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run Hypercorn until ``stop``; then wait for in-flight requests and close the rest.
+
+    Hypercorn 0.18's trio worker keeps an idle keep-alive connection open until its
+    ``graceful_timeout`` (measured: a stop took the whole 27 s while Claude Code held a
+    connection). packyd knows when nothing is in flight (``services.inflight``, counted around
+    each HTTP request including its streamed body), so it cancels the server itself then;
+    only idle connections are cut.
+    """
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(partial(serve, count_inflight(app, services), hyper,
+                                               shutdown_trigger=stop.wait, mode="asgi"))
+            task_status.started(binds)
+            await stop.wait()
+            deadline = trio.current_time() + services.holder.current.config.drain_timeout + 1.0
+            while services.inflight and trio.current_time() < deadline:
+                await trio.sleep(0.02)
+            scope.cancel()
 
 
 def _os_error_in(failure: BaseException) -> OSError | None:

@@ -30,6 +30,8 @@ class Services:
     draining: trio.Event = field(default_factory=trio.Event)
     http: httpx.AsyncClient | None = None
     limiter: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(512))
+    #: HTTP requests being served, streamed bodies included (the shutdown waits for 0).
+    inflight: int = 0
     #: Subsystems that attach themselves (registry, metrics, provider switches, breakers).
     extras: dict[str, Any] = field(default_factory=dict)
 

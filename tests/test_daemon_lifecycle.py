@@ -110,6 +110,20 @@ def test_sigterm_when_idle_exits_zero_with_stopping(tmp_path: Path) -> None:
     assert "action=stop" in daemon.log()
 
 
+def test_sigterm_does_not_wait_for_idle_keep_alive_connections(tmp_path: Path) -> None:
+    """Claude Code keeps its connection open between turns; a stop must not wait for it
+    (Hypercorn alone would hold it until graceful_timeout, 27 s with the defaults)."""
+    port = free_port()
+    with PackydProcess(["serve", "--no-config", "--port", str(port)], home=tmp_path) as daemon:
+        daemon.wait_ready()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            assert client.get("/healthz").status_code == 200  # leaves an idle keep-alive connection
+            daemon.signal(signal.SIGTERM)
+            started = time.monotonic()
+            assert daemon.wait(20) == 0
+            assert time.monotonic() - started < 3
+
+
 def test_watchdog_pings(tmp_path: Path) -> None:
     port = free_port()
     with PackydProcess(["serve", "--no-config", "--port", str(port)], home=tmp_path, env={"WATCHDOG_USEC": "200000"}) as daemon:

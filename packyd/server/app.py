@@ -29,7 +29,7 @@ from ..errors import (
 from ..services import Services
 from . import admin, messages, ops
 
-__all__ = ["create_app", "json_response", "error_response"]
+__all__ = ["create_app", "count_inflight", "json_response", "error_response"]
 
 #: Paths that answer without a key: liveness checks (Claude Code sends ``HEAD /`` at start).
 _OPEN_PATHS = frozenset({"/", "/healthz"})
@@ -135,7 +135,7 @@ def create_app(services: Services) -> QuartTrio:
         if error.code == 413:
             limit = services.holder.current.config.max_body_size
             return error_response(RequestTooLarge(
-                f"request body is larger than packyd's limit of {limit // (1024 * 1024)} MiB "
+                f"request body is larger than packyd's limit of {_size(limit)} "
                 "(max-body-size in config.yaml)"), request_id)
         return error_response(ApiError(f"HTTP {error.code}: {error.name}"), request_id)
 
@@ -148,6 +148,33 @@ def create_app(services: Services) -> QuartTrio:
                               request_id)
 
     return app
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if count >= scale:
+            return f"{count / scale:g} {unit}"
+    return f"{count} bytes"
+
+
+def count_inflight(app: Any, services: Services) -> Any:
+    """Wrap the ASGI app so ``services.inflight`` counts HTTP requests until their last byte.
+
+    The count spans the whole ASGI call, which for a stream lasts until its body is sent, so
+    shutdown can tell an idle keep-alive connection (safe to close) from a busy one.
+    """
+
+    async def counted(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        services.inflight += 1
+        try:
+            await app(scope, receive, send)
+        finally:
+            services.inflight -= 1
+
+    return counted
 
 
 def _presented_keys() -> list[str]:

@@ -2,15 +2,14 @@
 
 The same pieces as production: ``load_config`` on a real file, :class:`Services` with the
 one httpx client (unbounded pool) and the capacity limiter, ``build_runtime`` (providers),
-``attach_all`` (subsystems), ``create_app`` and Hypercorn's trio ``serve`` bound to
-``127.0.0.1:0`` inside the test's nursery. Only the parts that belong to a process are left
+``attach_all`` (subsystems), ``create_app``, and the daemon's own ``upstream_client``,
+``hypercorn_config`` and ``serve_until_drained``, bound to ``127.0.0.1:0`` inside the test's
+nursery. Only the parts that belong to a process are left
 out: signals, sd_notify and the watchdog (``tests/support/daemon.py`` runs the real
 subprocess for those).
 
     server = await start_packyd(nursery, {"packycode": {"base-url": fake.url, ...}})
     async with httpx.AsyncClient(base_url=server.url, headers=server.client_headers) as c: ...
-
-Keep the Services/httpx/Hypercorn settings here in step with ``packyd/daemon.py``.
 """
 
 from __future__ import annotations
@@ -21,15 +20,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Mapping
 
-import httpx
 import trio
 import yaml
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from packyd import __version__
 from packyd.config import LoadResult, load_config
-from packyd.daemon import build_runtime
+from packyd.daemon import build_runtime, hypercorn_config, serve_until_drained, upstream_client
 from packyd.runtime import Runtime, RuntimeHolder
 from packyd.server.app import create_app
 from packyd.services import Services
@@ -119,24 +115,16 @@ async def start_packyd(nursery: trio.Nursery, config: str | Mapping[str, Any], *
     stop = trio.Event()
 
     async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        timeout = httpx.Timeout(connect=10.0, read=300.0, write=30.0, pool=10.0)
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=30.0)
         try:
-            async with httpx.AsyncClient(timeout=timeout, limits=limits,
-                                         headers={"accept-encoding": "identity"}) as http:
+            async with upstream_client() as http:
                 services.http = http
                 holder.current = build_runtime(load, 1, services)
                 attach_all(services)
                 app = create_app(services)
-                hyper = HypercornConfig()
-                hyper.bind = ["127.0.0.1:0"]
-                hyper.graceful_timeout = load.config.drain_timeout + 2.0  # type: ignore[union-attr]
-                hyper.keep_alive_timeout = 10.0
-                hyper.accesslog = None
-                hyper.errorlog = None
-                hyper.include_server_header = False
+                assert load.config is not None
+                hyper = hypercorn_config(load.config, "127.0.0.1", 0)
                 async with trio.open_nursery() as inner:
-                    binds = await inner.start(partial(serve, app, hyper, shutdown_trigger=stop.wait))
+                    binds = await inner.start(partial(serve_until_drained, app, hyper, services, stop))
                     task_status.started(binds[0])
         finally:
             os.unlink(path)

@@ -42,7 +42,7 @@ from ..config import LoadResult, PackycodeConfig
 from ..errors import ApiError, Overloaded, PackydError, UpstreamTimeout
 from ..sse import SSEEvent, SSEParser
 from ..tokens import count_request_tokens
-from ..translate.errors import classify_http_error
+from ..translate.errors import classify_http_error, is_reasoning_rejected
 from ..translate.request import identity_headers, translate_request
 from ..translate.settings import ModelRoute, TranslationSettings
 from ..translate.stream import StreamTranslator
@@ -114,13 +114,40 @@ class PackycodeProvider:
         return headers
 
     async def events(self, request: "MessagesRequest", ctx: "RequestContext") -> AsyncIterator[Batch]:
-        upstream = translate_request(request, self.settings, session_id=ctx.session_id)
+        estimate = await trio.to_thread.run_sync(count_request_tokens, request, abandon_on_cancel=True)
+        attempt = self._attempt(request, ctx, estimate, include_reasoning=True)
+        try:
+            first = await attempt.__anext__()
+        except StopAsyncIteration:
+            return
+        except PackydError as error:
+            if not is_reasoning_rejected(error):
+                raise
+            # Reasoning blobs from another account or channel cannot be decrypted upstream;
+            # the conversation still works without them (the model just re-thinks), so retry
+            # once without replaying them rather than failing the user's turn.
+            logs.log("info", "reasoning_replay_dropped", request_id=ctx.request_id, provider="packycode")
+            attempt = self._attempt(request, ctx, estimate, include_reasoning=False)
+            try:
+                first = await attempt.__anext__()
+            except StopAsyncIteration:
+                return
+        async with contextlib.aclosing(attempt):
+            yield first
+            async for batch in attempt:
+                yield batch
+
+    async def _attempt(self, request: "MessagesRequest", ctx: "RequestContext", estimate: int, *,
+                       include_reasoning: bool) -> AsyncIterator[Batch]:
+        """One upstream exchange for ``request``."""
+        upstream = translate_request(request, self.settings, session_id=ctx.session_id,
+                                     include_reasoning=include_reasoning)
         ctx.upstream_model = upstream.upstream_model
         if upstream.dropped:
             logs.log("debug", "features_not_forwarded", request_id=ctx.request_id, features=upstream.dropped)
-        estimate = await trio.to_thread.run_sync(count_request_tokens, request, abandon_on_cancel=True)
         translator = StreamTranslator(requested_model=request.model, names=upstream.names, input_estimate=estimate,
-                                      provider=PROVIDER_LABEL, context_window=self.settings.context_window)
+                                      provider=PROVIDER_LABEL, context_window=self.settings.context_window,
+                                      stop_sequences=request.stop_sequences)
         body = json.dumps(upstream.body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         http = self._services.http
         if http is None:

@@ -284,3 +284,31 @@ async def get_json(server: Any, path: str) -> Any:
         response = await client.get(path)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+@pytest.mark.parametrize(("ending", "error_type", "fragment"), [
+    ("cut", "api_error", "broke the connection mid-answer"),
+    ("reset", "api_error", "broke the connection mid-answer"),
+    ("finish", "api_error", "closed the stream before the answer was complete"),
+    ("stall", "timeout_error", "went silent for 1s mid-answer (providers[claude-relay].timeouts.idle)"),
+    ("garbage", "api_error", "not an Anthropic event stream"),
+])
+async def test_relay_stream_breaking_mid_answer(nursery: trio.Nursery, relay: FakeAnthropic, ending: str,
+                                                error_type: str, fragment: str) -> None:
+    """The passthrough keeps the guarantees of the Packycode path: a stream that breaks after
+    content always ends with a typed ``error`` event, never a silent close or a hang."""
+    events = anthropic_events("partial answer", model=MODEL)[:4]
+    chunks = [Chunk(anthropic_sse(events))]
+    if ending == "garbage":
+        chunks.append(Chunk(b"data: <html>502</html>\n\n", 0.05))
+    relay.default = Reply(chunks=tuple(chunks), end="finish" if ending == "garbage" else ending)
+    config = packyd_config("http://127.0.0.1:9/v1", packycode={"enabled": False},
+                           providers=[{"name": "claude-relay", "type": "anthropic", "base-url": relay.url,
+                                       "api-key": RELAY_KEY, "timeouts": {"idle": "1s"}}],
+                           routing={"fallback": ["claude-relay"]})
+    server = await start_packyd(nursery, config)
+    response = await post(server, {**BODY, "stream": True})
+    payloads = check_stream_grammar(parse_sse(response.content))
+    assert "content_block_delta" in [p["type"] for p in payloads]
+    assert payloads[-1]["type"] == "error" and payloads[-1]["error"]["type"] == error_type
+    assert fragment in payloads[-1]["error"]["message"]

@@ -196,9 +196,9 @@ class AnthropicProvider:
                 with trio.move_on_after(self.config.timeouts.idle) as idle_scope:
                     chunk = await self._next_chunk(chunks)
                 if idle_scope.cancelled_caught:
-                    raise mark(ApiError(
-                        f"{self.name} sent nothing for {self.config.timeouts.idle:g}s "
-                        f"({_setting(self.name, 'timeouts.idle')}); the answer is incomplete"), retryable=True)
+                    raise mark(UpstreamTimeout(
+                        f"{self.name} went silent for {self.config.timeouts.idle:g}s mid-answer "
+                        f"({_setting(self.name, 'timeouts.idle')})"), retryable=True)
                 if chunk is None:
                     raise self._cut()
                 batch = self._decode(parser.feed(chunk), ctx)
@@ -259,7 +259,7 @@ class AnthropicProvider:
             except StopAsyncIteration:
                 return None
             except httpx.TimeoutException:
-                raise mark(ApiError(f"{self.name} went silent ({_setting(self.name, 'timeouts.idle')})"),
+                raise mark(UpstreamTimeout(f"{self.name} went silent ({_setting(self.name, 'timeouts.idle')})"),
                            retryable=True) from None
             except httpx.HTTPError as error:
                 raise mark(ApiError(f"{self.name} broke the connection mid-answer ({type(error).__name__})"),

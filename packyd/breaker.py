@@ -13,14 +13,21 @@ punish a single key for being busy: Packycode is usually used with one key, and 
 30-minute lockout after one 429 is the most-cited complaint about its cooldowns
 (lessons-from-peers.md §2.6). So:
 
-* connection errors, timeouts, 5xx/overload, a stream that breaks, and a rejected key
-  (401/403: every request will fail the same way until the operator fixes it) count;
+* connection errors, timeouts, 5xx/overload and a stream that breaks count: the upstream is
+  unreachable or unwell, and every request sent there costs the client a wait;
 * 429s never count, with or without ``Retry-After``, quota or rate limit: the upstream is up
   and has told packyd exactly how long to wait; routing honours that per request (retry
   within the budget, else fall back or pass ``retry-after`` on), which recovers the moment
   the limit lifts instead of after a cooldown;
 * client errors (400, 404 model, 413, context overflow) never count: they describe the
-  request, not the provider.
+  request, not the provider;
+* a rejected key (401/403) does not count either: the upstream answers it at once, so there
+  is no wait to save, and an open circuit would replace "Packycode rejected the key; check
+  packycode.credentials" with a vaguer "circuit open" for a whole cooldown. With a fallback,
+  each request still moves on after one fast round trip.
+
+An open circuit remembers the failure that opened it (type and message, which are
+content-free by construction), so the error a client gets while it is open still says why.
 
 Time comes from ``trio.current_time()`` so tests can drive a breaker with trio's
 ``MockClock``; a breaker is only ever touched from the trio thread, so it needs no lock.
@@ -57,10 +64,8 @@ class BreakerSettings:
 
 def counts_as_failure(error: BaseException) -> bool:
     """Whether an upstream failure says the *provider* is unhealthy (see the module docstring)."""
-    if isinstance(error, RateLimited):
+    if isinstance(error, (RateLimited, AuthenticationFailed, PermissionDenied)):
         return False
-    if isinstance(error, (AuthenticationFailed, PermissionDenied)):
-        return True
     if isinstance(error, PackydError):
         return error.status >= 500
     return False
@@ -80,6 +85,8 @@ class CircuitBreaker:
         self._failures: collections.deque[float] = collections.deque()
         self._probe_out = False
         self._on_change = on_change
+        #: "error_type: message" of the last counted failure (content-free), for the client
+        self.last_failure: str | None = None
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -150,10 +157,13 @@ class CircuitBreaker:
             self._failures.clear()
             self._set(CLOSED, reason="probe succeeded")
 
-    def failure(self, reason: str = "") -> None:
-        """The provider failed in a way :func:`counts_as_failure` accepts."""
+    def failure(self, reason: str = "", message: str | None = None) -> None:
+        """The provider failed in a way :func:`counts_as_failure` accepts; ``reason`` is the
+        error type (logged), ``message`` its content-free text (quoted while open)."""
         now = self._now()
         self._probe_out = False
+        if message:
+            self.last_failure = message
         if self.state == HALF_OPEN:
             self.opened_at = now
             self._set(OPEN, reason=reason or None, after="probe failed", cooldown_s=self.settings.cooldown)

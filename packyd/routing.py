@@ -176,7 +176,7 @@ async def route_events(services: Services, runtime: Runtime, request: Any,
                 return
             await events.aclose()
             if counts_as_failure(error):
-                breaker.failure(error.error_type)
+                breaker.failure(error.error_type, error.message)
             else:
                 breaker.release()
             if metrics is not None:
@@ -198,7 +198,7 @@ async def route_events(services: Services, runtime: Runtime, request: Any,
         if not may_fall_back(error):
             break
 
-    failure = _final_error(errors, circuit_waits, names)
+    failure = _final_error(errors, circuit_waits, names, board)
     failed_provider = errors[0][0] if errors else names[0]
     ctx.provider = failed_provider  # the log line and metrics name the provider whose error the client gets
     ctx.upstream_model = upstream_models.get(failed_provider, ctx.upstream_model)
@@ -209,13 +209,16 @@ async def route_events(services: Services, runtime: Runtime, request: Any,
     raise failure
 
 
-def _final_error(errors: list[tuple[str, PackydError]], circuit_waits: list[float], names: list[str]) -> PackydError:
+def _final_error(errors: list[tuple[str, PackydError]], circuit_waits: list[float], names: list[str],
+                 board: BreakerBoard) -> PackydError:
     if errors:
         return errors[0][1]
     wait = max(1, round(min(circuit_waits))) if circuit_waits else 30
+    last = board.get(names[0]).last_failure
     return CircuitOpen(
         f"packyd took {', '.join(names)} out of rotation after repeated upstream failures (circuit open; "
-        f"routing.circuit-breaker); the next try goes through in about {wait}s",
+        f"routing.circuit-breaker); the next try goes through in about {wait}s"
+        + (f". Last failure: {last}" if last else ""),
         headers={"retry-after": str(wait)})
 
 
@@ -253,7 +256,7 @@ async def _serve(events: AsyncIterator[Batch], first: Batch, name: str, breaker:
             except PackydError as error:
                 outcome = "stream_error"
                 if counts_as_failure(error):
-                    breaker.failure(error.error_type)
+                    breaker.failure(error.error_type, error.message)
                 if metrics is not None:
                     metrics.upstream_errors.inc(name, error.error_type, "mid_stream")
                 raise

@@ -133,8 +133,8 @@ async def test_success_while_closed_keeps_window_counting(autojump_clock):
     (ApiError("x"), True),
     (Overloaded("x"), True),
     (UpstreamTimeout("x"), True),
-    (AuthenticationFailed("x"), True),
-    (PermissionDenied("x"), True),
+    (AuthenticationFailed("x"), False),  # answered at once and actionable: never hidden behind "circuit open"
+    (PermissionDenied("x"), False),
     (RateLimited("x", headers={"retry-after": "20"}), False),
     (RateLimited("x"), False),
     (RateLimited("quota", headers={"x-should-retry": "false"}), False),

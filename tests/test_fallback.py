@@ -274,7 +274,9 @@ async def test_open_circuit_with_no_fallback_answers_503_with_retry_after(nurser
     response = await post(server, {**BODY, "stream": True})
     assert response.status_code == 503
     assert response.json()["error"]["type"] == "api_error"
-    assert "circuit open" in response.json()["error"]["message"]
+    message = response.json()["error"]["message"]
+    assert "circuit open" in message and "routing.circuit-breaker" in message
+    assert "Last failure: Packycode server error 500" in message  # still says why
     assert 25 <= int(response.headers["retry-after"]) <= 30
     assert len(packy.upstream_requests) == 2
 

@@ -213,11 +213,12 @@ class PackydMetrics:
                                             "Times a provider's circuit opened.", ("provider",)))
         self.provider_disabled = add(Gauge("packyd_provider_runtime_disabled",
                                            "1 while a provider is disabled with the runtime switch.", ("provider",)))
-        self.reloads = add(Counter("packyd_reloads_total", "Configuration reloads, by result (ok or failed).",
-                                   ("result",)))
+        # Failed reloads show in packyd_config_last_reload_successful (routing.attach adds it):
+        # the daemon reports a failure only by keeping the old snapshot, which no hook sees.
+        self.reloads = add(Counter("packyd_reloads_total", "Configuration reloads that swapped in a new "
+                                   "configuration, by result.", ("result",)))
         self.config_generation = add(Gauge("packyd_config_generation", "Generation of the running configuration."))
-        for result in ("ok", "failed"):
-            self.reloads.inc(result, amount=0)
+        self.reloads.inc("ok", amount=0)
 
     def render(self) -> str:
         return self.registry.render()

@@ -99,6 +99,10 @@ async def test_every_audit_event_appears_once_per_occurrence(nursery: trio.Nurse
         write("host: [unclosed\n")
         daemon.signal(signal.SIGHUP)
         await trio.to_thread.run_sync(lambda: daemon.notify.wait_for("READY", "1"))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            metrics = (await client.get("/metrics", headers={"x-api-key": CLIENT_KEY})).text
+        assert "\npackyd_config_last_reload_successful 0\n" in metrics
+        assert '\npackyd_reloads_total{result="ok"} 1\n' in metrics
     finally:
         await trio.to_thread.run_sync(daemon.stop)
 

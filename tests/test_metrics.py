@@ -132,7 +132,6 @@ async def test_metrics_follow_the_traffic(nursery: trio.Nursery) -> None:
     assert samples['packyd_circuit_state{provider="packycode"}'] == 0
     assert samples['packyd_circuit_state{provider="claude-relay"}'] == 0
     assert samples['packyd_reloads_total{result="ok"}'] == 1
-    assert samples['packyd_reloads_total{result="failed"}'] == 0
     assert samples["packyd_config_last_reload_successful"] == 1
     assert samples["packyd_config_generation"] == 2
     # no keys, ever

@@ -185,7 +185,7 @@ async def test_relay_overload_before_content_is_retried_then_served(nursery: tri
 
 
 @pytest.mark.parametrize(("reply", "status", "error_type", "fragment"), [
-    (anthropic_error_reply(401, "authentication_error", "invalid x-api-key"), 401, "authentication_error",
+    (anthropic_error_reply(401, "authentication_error", "invalid x-api-key"), 403, "permission_error",
      "providers[claude-relay].api-key"),
     (anthropic_error_reply(404, "not_found_error", "model: claude-nope"), 400, "invalid_request_error",
      "does not know the requested model"),

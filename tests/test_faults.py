@@ -105,7 +105,7 @@ BEFORE: dict[str, Case] = {
                             ("did not accept a connection within 0.5s", "packycode.timeouts.connect"), None),
     "401": Case(error_reply(401, "Incorrect API key provided: sk-test-***2d.", type="invalid_request_error",
                             code="invalid_api_key"),
-                401, "authentication_error", ("Packycode rejected the key", "packycode.credentials", "source: "),
+                403, "permission_error", ("Packycode rejected the key", "packycode.credentials", "source: "),
                 1, {"x-should-retry": "false"}),
     "403": Case(error_reply(403, "Forbidden", type="permission_error", code="forbidden"),
                 403, "permission_error", ("Packycode rejected the key", "packycode.credentials"), 1),
@@ -319,7 +319,7 @@ async def test_sdk_sees_typed_errors(nursery: trio.Nursery, upstream: FakePackyc
         (BEFORE["429-quota"].reply, anthropic.RateLimitError),
         (BEFORE["400-context"].reply, anthropic.BadRequestError),
         (BEFORE["403"].reply, anthropic.PermissionDeniedError),
-        (BEFORE["401"].reply, anthropic.AuthenticationError),
+        (BEFORE["401"].reply, anthropic.PermissionDeniedError),
     ]
     async with anthropic.AsyncAnthropic(base_url=server.url, api_key=server.client_key, max_retries=0) as client:
         for reply, exception in expectations:

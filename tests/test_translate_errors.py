@@ -8,7 +8,6 @@ import pytest
 
 from packyd.errors import (
     ApiError,
-    AuthenticationFailed,
     InvalidRequest,
     Overloaded,
     PermissionDenied,
@@ -36,9 +35,10 @@ def http(status: int, payload: bytes, headers: dict[str, str] | None = None, **k
     return classify_http_error(status, headers or {}, payload, provider="Packycode", key_source="config.yaml", **kw)
 
 
-def test_bad_key_401_is_not_retried_and_names_the_source() -> None:
+def test_bad_key_401_is_a_403_not_retried_and_names_the_source() -> None:
+    """A 401 would make Claude Code blame the user's own token and hide this message."""
     err = http(401, body({"error": {"type": "invalid_request_error", "code": "invalid_api_key", "message": "Incorrect API key provided: sk-abcdef123456"}}))
-    assert isinstance(err, AuthenticationFailed)
+    assert isinstance(err, PermissionDenied) and err.status == 403
     assert err.message == "Packycode rejected the key; check packycode.credentials (source: config.yaml)"
     assert err.headers["x-should-retry"] == "false" and not is_retryable(err)
     assert "sk-abcdef" not in err.message

@@ -165,7 +165,7 @@ async def test_prompt_cache_key_is_stable_per_session(stack: Any) -> None:
 
 @pytest.mark.parametrize(("reply", "status", "error_type", "check"), [
     pytest.param(error_reply(401, "Incorrect API key provided: sk-test-****", type="invalid_request_error",
-                             code="invalid_api_key"), 401, "authentication_error",
+                             code="invalid_api_key"), 403, "permission_error",
                  lambda r: "packycode.credentials" in r.json()["error"]["message"]
                  and r.headers["x-should-retry"] == "false", id="401"),
     pytest.param(error_reply(429, "Rate limit reached", type="rate_limit_exceeded", code="rate_limit_exceeded",

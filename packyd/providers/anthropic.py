@@ -32,7 +32,6 @@ from .. import __version__
 from ..config import ProviderConfig
 from ..errors import (
     ApiError,
-    AuthenticationFailed,
     InvalidRequest,
     Overloaded,
     PackydError,
@@ -73,7 +72,8 @@ def classify_anthropic_error(status: int, headers: Mapping[str, str], error_type
         kept = text if _PROMPT_TOO_LONG.match(text) else "prompt is too long"
         return mark(InvalidRequest(f"{kept} ({provider})"), retryable=False, code="context_length_exceeded")
     if status == 401 or error_type == "authentication_error":
-        return mark(AuthenticationFailed(
+        # 403, not 401: see translate/errors.py (Claude Code would blame the user's token).
+        return mark(PermissionDenied(
             f"{provider} rejected packyd's key; check {_setting(provider, 'api-key')}",
             headers={"x-should-retry": "false"}), retryable=False)
     if error_type == "billing_error" or (status in (400, 402, 403, 429) and _QUOTA_WORDS.search(text)):

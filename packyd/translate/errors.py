@@ -4,8 +4,9 @@ The status and type are chosen for Claude Code's measured reactions (claude-code
 it retries 401/429/5xx about ten times and 529 three times, gives up at once on 400/403,
 compacts on a 400 whose message starts with "prompt is too long", and stops retrying on
 ``x-should-retry: false``. So quota exhaustion is a 429 with ``x-should-retry: false`` (no
-three-minute retry storm), a bad key is reported without retries, and context overflow is a
-400 in Anthropic's own wording.
+three-minute retry storm), a key the upstream rejects is a 403 (a 401 would make Claude Code
+blame the user's own token and hide the message), and context overflow is a 400 in
+Anthropic's own wording.
 
 Privacy: upstream error messages can echo the prompt (``Invalid value: '…'``). Only a short
 reason survives: the first line, cut before the first quote or ``": "``, capped, with anything
@@ -22,7 +23,6 @@ from typing import Any
 
 from packyd.errors import (
     ApiError,
-    AuthenticationFailed,
     InvalidRequest,
     Overloaded,
     PackydError,
@@ -274,7 +274,10 @@ def classify_http_error(
     ):
         return _quota(code or etype, message, extra, headers, provider)
     if status == 401:
-        err = AuthenticationFailed(
+        # 403, not 401: Claude Code answers a 401 with "Invalid API key · Fix external API
+        # key" (pointing at the user's own token, and hiding this message) after retrying
+        # eleven times; a 403 shows the message at once. The key at fault is packyd's.
+        err = PermissionDenied(
             f"{provider} rejected the key; check packycode.credentials (source: {key_source})",
             headers={"x-should-retry": "false"},
         )

@@ -594,3 +594,22 @@ def test_any_interleaving_of_items_gives_a_valid_stream(data: st.DataObject) -> 
         ("Read", '{"file_path": "/x"}'),
     ]
     assert msg["stop_reason"] == "tool_use"
+
+
+def test_wrongly_shaped_fields_are_a_malformed_event_not_a_crash() -> None:
+    """Upstream garbage inside valid JSON (a numeric call_id, an object as a text delta) is
+    reported like any malformed event: typed, retryable before content, content-free."""
+    from packyd.errors import ApiError
+    from packyd.translate.errors import is_retryable
+    from packyd.translate.stream import StreamTranslator
+
+    bad_call = {"type": "response.output_item.added", "output_index": 0,
+                "item": {"type": "function_call", "id": "fc_1", "call_id": 12345, "name": 7, "arguments": ""}}
+    bad_delta = {"type": "response.output_text.delta", "output_index": 0, "content_index": 0,
+                 "item_id": "msg_1", "delta": {"not": "text"}}
+    for payload in (bad_call, bad_delta):
+        translator = StreamTranslator(requested_model="claude-opus-4-8")
+        with pytest.raises(ApiError, match="malformed stream event") as caught:
+            translator.feed(payload)
+        assert is_retryable(caught.value)
+        assert not translator.message_started

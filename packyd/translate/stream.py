@@ -181,15 +181,17 @@ class StreamTranslator:
         if handler is None:
             # unknown and display-only events (web_search_call.*, *.done, annotations, ...)
             return self._start() if not self._started else []
-        if self._started:
-            out: list[dict[str, Any]] = []
-            handler(payload, out)
-            return out
-        out = self._start()
+        was_started = self._started
+        out: list[dict[str, Any]] = [] if was_started else self._start()
         try:
             handler(payload, out)
+        except (TypeError, KeyError, AttributeError, ValueError, IndexError):
+            # A field of the wrong shape (a call_id that is a number, a delta that is an
+            # object): the upstream broke the protocol, which is a malformed event, not a bug.
+            self._started = was_started  # message_start was not delivered with this event
+            raise self._malformed() from None
         except BaseException:
-            self._started = False  # message_start was not delivered with this event
+            self._started = was_started
             raise
         return out
 
@@ -269,7 +271,7 @@ class StreamTranslator:
     def _text_delta(self, ev: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
         oi = ev.get("output_index", 0)
         item = self._open
-        delta = ev.get("delta") or ""
+        delta = _delta(ev)
         if item is None or self._open_item != oi:
             if item is not None:
                 self._defer(ev)
@@ -351,7 +353,7 @@ class StreamTranslator:
             if item.done:
                 return
             self._open_block(oi, item, {"type": "thinking", "thinking": "", "signature": ""}, out)
-        delta = ev.get("delta") or ""
+        delta = _delta(ev)
         sidx = ev.get("summary_index", ev.get("content_index", 0))
         if sidx != item.summary_index:
             if item.summary_index >= 0:
@@ -376,10 +378,10 @@ class StreamTranslator:
                 return
             if item.name is None:
                 # no name known yet (terse relay): keep the pieces for output_item.done
-                item.parts.append(ev.get("delta") or "")
+                item.parts.append(_delta(ev))
                 return
             self._open_tool(oi, item, out)
-        delta = ev.get("delta") or ""
+        delta = _delta(ev)
         if not delta:
             return
         item.parts.append(delta)
@@ -660,3 +662,11 @@ class StreamTranslator:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _delta(ev: Mapping[str, Any]) -> str:
+    """An event's text ``delta``; anything but a string is a malformed event (see ``feed``)."""
+    delta = ev.get("delta") or ""
+    if type(delta) is not str:
+        raise TypeError("delta is not a string")
+    return delta

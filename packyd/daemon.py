@@ -227,6 +227,10 @@ def reload(options: ServeOptions, services: Services) -> bool:
     new = build_runtime(load, old.generation + 1, services)
     changed = config_changes(old.config, new.config)
     holder.swap(new)
+    # Settings read outside the runtime snapshot: apply them here so a reload really does.
+    if new.config.log_level != old.config.log_level:
+        logs.configure(new.config.log_level)
+    services.limiter.total_tokens = new.config.max_upstream_streams
     restart_needed = [key for key in changed if key in {"host", "port"}]
     logs.audit("reload", generation=new.generation, changed=changed or "nothing", **_describe_packycode(load))
     if restart_needed:

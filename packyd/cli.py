@@ -21,6 +21,9 @@ packyd serves Claude Code (the Anthropic Messages API) from Packycode's Codex re
 
   export ANTHROPIC_BASE_URL=http://127.0.0.1:8317 ANTHROPIC_AUTH_TOKEN=<one of api-keys>
 
+(any token works while api-keys is empty, as with no config file). A Codex CLI user with
+Packycode in ~/.codex needs no configuration: run `packyd serve --packycode`.
+
 Configuration: --config FILE, else $PACKYD_CONFIG, else /etc/packyd/config.yaml, else
 ./config.yaml, else built-in defaults (which read the Codex CLI's ~/.codex files).
 """
@@ -55,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
 
     check = commands.add_parser("check-config", help="validate a config file and print every problem",
-                                description="Validate the configuration the way every start and reload does. "
-                                            "Never contacts the network.",
+                                description="Validate the configuration the way every start and reload does.\n"
+                                            "Without --online it never contacts the network.",
                                 epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     check.add_argument("file", nargs="?", help="config file (default: as for serve)")
     _add_config_argument(check)
@@ -67,9 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "model (exit 3 when it does not)")
     check.set_defaults(handler=_check_config)
 
+    _register_command_modules(commands)
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=lambda _args: print(f"packyd {__version__}") or 0)
-    _register_command_modules(commands)
     return parser
 
 

@@ -109,6 +109,11 @@ class Connection(asyncio.Protocol):
         assert result is not None and self.done is not None
         result.end = time.monotonic()
         self.state = "idle"
+        if result.headers.get("connection", "").lower() == "close":
+            # the server ends keep-alive here (Hypercorn does after keep_alive_max_requests)
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
         if not self.done.done():
             self.done.set_result(None)
 

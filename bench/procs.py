@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["ROOT", "Upstream", "Packyd", "cpu_seconds", "rss_kib", "write_config"]
+__all__ = ["ROOT", "Upstream", "Floor", "Packyd", "cpu_seconds", "rss_kib", "write_config"]
 
 ROOT = Path(__file__).resolve().parents[1]
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -41,12 +41,15 @@ def _env() -> dict[str, str]:
 class Upstream:
     """``python -m bench.upstream`` on a free port."""
 
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.upstream"], cwd=ROOT, env=_env(),
+    module = "bench.upstream"
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", self.module, *args], cwd=ROOT, env=_env(),
                                      stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
         line = self.proc.stdout.readline().decode()  # type: ignore[union-attr]
         if not line.startswith("READY "):
-            raise RuntimeError(f"fake upstream did not start: {line!r}")
+            self.stop()
+            raise RuntimeError(f"{self.module} did not start: {line!r}")
         self.port = int(line.split()[1])
         self.pid = self.proc.pid
 
@@ -54,6 +57,15 @@ class Upstream:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(5)
+
+
+class Floor(Upstream):
+    """``python -m bench.floor``: the stack without packyd's code (see bench/floor.py)."""
+
+    module = "bench.floor"
+
+    def __init__(self, upstream_port: int) -> None:
+        super().__init__("--upstream-port", str(upstream_port))
 
 
 def write_config(directory: Path, port: int, upstream_port: int, log_level: str = "info") -> Path:
@@ -77,7 +89,7 @@ packycode:
 class Packyd:
     """``python -m packyd serve --config …`` as systemd would run it, with a notify socket."""
 
-    def __init__(self, upstream_port: int, *, log_level: str = "info") -> None:
+    def __init__(self, upstream_port: int, *, log_level: str = "info", launcher: str | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="packyd-bench-"))
         self.port = _free_port()
         self.config = write_config(self.dir, self.port, upstream_port, log_level)
@@ -88,7 +100,8 @@ class Packyd:
         env.update({"NOTIFY_SOCKET": self.notify_path, "HOME": str(self.dir)})
         self.log = open(self.dir / "packyd.log", "wb")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "packyd", "serve", "--config", str(self.config)],
+        program = [launcher] if launcher else ["-m", "packyd"]
+        self.proc = subprocess.Popen([sys.executable, *program, "serve", "--config", str(self.config)],
                                      cwd=self.dir, env=env, stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         self.pid = self.proc.pid

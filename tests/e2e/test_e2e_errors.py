@@ -58,8 +58,8 @@ async def test_rejected_upstream_key_points_at_packyd_config(e2e: E2E) -> None:
     e2e.fake.default = error_reply(401, "Incorrect API key provided: sk-e2e-p***9a.", type="invalid_request_error",
                                    code="invalid_api_key")
     run = await e2e.claude("hi", env={"CLAUDE_CODE_MAX_RETRIES": "3"})
-    _failed(run, 401)
-    assert run.text.startswith("Failed to authenticate. API Error: 401 Packycode rejected the key; "
+    _failed(run, 403)  # packyd's own key is not Claude Code's to fix: 403, which the CLI never retries
+    assert run.text.startswith("Failed to authenticate. API Error: 403 Packycode rejected the key; "
                                "check packycode.credentials (source: config.yaml:")
     assert "sk-e2e" not in run.text
     assert len(e2e.upstream_requests) == 1, "a rejected key must not be retried"

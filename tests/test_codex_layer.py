@@ -239,3 +239,28 @@ def test_response_storage_false_is_accepted_but_reported(tmp_path: Path) -> None
     assert load.ok
     [note] = [p for p in load.problems if p.path == "packycode.privacy.disable-response-storage"]
     assert note.severity == "warning" and note.where == f"{home}/config.toml:4" and "store:false" in note.what
+
+
+def test_effort_none_from_newer_codex_cli_is_accepted(tmp_path: Path) -> None:
+    home = codex_home(tmp_path, DOCUMENTED.replace('"high"', '"none"'), {"OPENAI_API_KEY": PACKY_KEY})
+    result = load_config(None, env={"CODEX_HOME": str(home)}, codex_layer=read_codex_layer)
+    assert result.ok and result.config is not None
+    assert result.config.packycode.defaults.model_reasoning_effort == "none"
+
+
+def test_a_bad_value_in_codex_files_read_implicitly_is_a_warning(tmp_path: Path) -> None:
+    """With no config file packyd reads ~/.codex on its own initiative: a value it cannot use
+    must not stop it from starting; with --packycode (the user asked for it) it is an error."""
+    toml = DOCUMENTED.replace("disable_response_storage = true\n",
+                              'disable_response_storage = true\nmodel_reasoning_summary = "loud"\n')
+    home = codex_home(tmp_path, toml, {"OPENAI_API_KEY": PACKY_KEY})
+    env = {"CODEX_HOME": str(home)}
+    implicit = load_config(None, env=env, codex_layer=read_codex_layer)
+    assert implicit.ok and implicit.config is not None and implicit.packycode_usable
+    assert implicit.config.packycode.defaults.model_reasoning_summary == "auto"
+    assert implicit.sources["packycode.defaults.model-reasoning-summary"] == "default"
+    [warning] = [p for p in implicit.warnings if p.path == "packycode.defaults.model-reasoning-summary"]
+    assert warning.where.endswith("config.toml:5") and "using the default meanwhile" in warning.fix
+    required = load_config(None, env=env, codex_layer=read_codex_layer, require_packycode=True)
+    assert not required.ok
+    assert [p.path for p in required.errors] == ["packycode.defaults.model-reasoning-summary"]

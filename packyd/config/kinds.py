@@ -267,7 +267,7 @@ class Url(Kind):
         return text.rstrip("/")
 
 
-_MODEL_SPEC = re.compile(r"^([A-Za-z0-9._:/-]+?)(?:\((minimal|low|medium|high|xhigh)\))?$")
+_MODEL_SPEC = re.compile(r"^([A-Za-z0-9._:/-]+?)(?:\((none|minimal|low|medium|high|xhigh)\))?$")
 
 
 @dataclass(frozen=True)
@@ -289,7 +289,7 @@ class ModelMap(Kind):
             match = _MODEL_SPEC.match(target.strip()) if isinstance(target, str) else None
             if match is None:
                 raise Invalid(f"target {target!r} for {pattern!r} is not a model name",
-                              'write "model" or "model(effort)" with effort minimal, low, medium, high or xhigh')
+                              'write "model" or "model(effort)" with effort none, minimal, low, medium, high or xhigh')
             entries.append((pattern.strip(), match.group(1), match.group(2)))
         return tuple(entries)
 

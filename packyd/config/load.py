@@ -157,12 +157,16 @@ def mask_secret(value: str | None) -> str:
 class _Builder:
     """Turns a raw mapping into a config dataclass, collecting problems instead of stopping."""
 
-    def __init__(self, document: YamlDocument, filename: str, overlay: dict[str, tuple[Any, Origin]]) -> None:
+    def __init__(self, document: YamlDocument, filename: str, overlay: dict[str, tuple[Any, Origin]], *,
+                 lenient_codex: bool = False) -> None:
         self.document = document
         self.filename = filename
         self.overlay = overlay
         self.problems: list[Problem] = []
         self.sources: dict[str, str] = {}
+        #: Codex CLI values read only because there is no config file: a bad one is a
+        #: warning and the default applies (nobody asked packyd to use ~/.codex).
+        self.lenient_codex = lenient_codex
 
     def origin_of(self, path: str) -> Origin:
         line = self.document.line_of(path)
@@ -209,7 +213,12 @@ class _Builder:
                 try:
                     values[item.name] = item.metadata["kind"].parse(value, from_text=origin.from_text)
                 except Invalid as invalid:
-                    self.problem(origin, child, invalid.what, invalid.fix)
+                    if self.lenient_codex and origin.label.startswith("codex-cli"):
+                        self.problem(origin, child, invalid.what, invalid.fix + "; using the default meanwhile",
+                                     "warning")
+                        self.sources[child] = DEFAULT_ORIGIN.label
+                    else:
+                        self.problem(origin, child, invalid.what, invalid.fix)
         return cls(**values)
 
     def build_list(self, cls: type, raw: Any, path: str) -> tuple[Any, ...]:
@@ -294,7 +303,7 @@ def load_config(
             raw = dict(raw)
             raw["packycode"] = raw_packycode
 
-    builder = _Builder(document, filename, overlay)
+    builder = _Builder(document, filename, overlay, lenient_codex=not asked_for_codex)
     config: Config = builder.build(Config, raw, "")
     problems.extend(builder.problems)
     problems.extend(_cross_checks(config, builder))

@@ -43,7 +43,8 @@ __all__ = [
     "SUMMARIES",
 ]
 
-EFFORTS = ("minimal", "low", "medium", "high", "xhigh")
+#: "none" is what newer Codex CLIs write; packyd sends it upstream as "minimal".
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 SUMMARIES = ("auto", "concise", "detailed", "none")
 VERBOSITIES = ("low", "medium", "high")
 

@@ -271,6 +271,32 @@ class Bench:
                      note="each side's own process; direct = the fake upstream serving the events"))
         self.add(Row("events/s through one stream", "ev/s", pct(rate["packyd"], 50), floor=pct(rate["floor"], 50),
                      direct=pct(rate["direct"], 50), differences=False))
+        self.translation_only()
+
+    def translation_only(self) -> None:
+        """packyd's per-event work without any I/O, in this process: SSE parse, JSON decode,
+        translate, SSE encode, over the same upstream bytes the fake sends (one event per chunk)."""
+        from packyd.sse import SSEParser, encode_events
+        from packyd.translate.stream import StreamTranslator
+
+        from . import upstream as fake
+
+        n = 20000
+        chunks = [fake._head(0)] + [fake._delta(4 + i, b"tok ") for i in range(n)] + [fake._tail(4 + n, "tok " * n, 100)]
+        times = []
+        for _ in range(5):
+            parser, translator = SSEParser(), StreamTranslator(requested_model="claude-opus-4-8")
+            started = time.perf_counter()
+            for chunk in chunks:
+                batch: list[dict] = []
+                for event in parser.feed(chunk):
+                    batch.extend(translator.feed(json.loads(event.data)))
+                if batch:
+                    encode_events(batch)
+            times.append((time.perf_counter() - started) / (n + 8) * 1e6)
+        self.raw["translation_only_us_per_event"] = summary(times)
+        self.add(Row("CPU per event, translation only (no I/O)", "µs", pct(times, 50), target=TARGETS["cpu_us_per_event"],
+                     note="SSE parse + JSON decode + translate + SSE encode, in-process"))
 
     # ---------------------------------------------------------------- sustained concurrency
 
@@ -414,23 +440,36 @@ class Bench:
 
     # ---------------------------------------------------------------- startup
 
-    def startup(self) -> None:
-        print("start -> READY=1", flush=True)
+    async def startup(self) -> None:
+        print("start -> READY=1, and the first request after it", flush=True)
         trials = 4 if self.quick else 10
         ready = [self.packyd.ready_after]
+        first_ttfb: list[float] = []
+        body = json.dumps(small_request(marker(mode="text", n=5))).encode()
         for _ in range(trials - 1):
             proc = Packyd(self.upstream.port, launcher=self.launcher)
             ready.append(proc.ready_after)
-            proc.stop()
+            try:
+                conn = await http.connect(proc.port)
+                result = await conn.request("POST", self.sides["packyd"].path, body, PACKYD_HEADERS)
+                conn.close()
+                if result.status == 200:
+                    first_ttfb.append(result.ttfb)
+            finally:
+                proc.stop()
         bare = []
         for _ in range(trials):
             t = time.monotonic()
             subprocess.run([sys.executable, "-c", "import trio, hypercorn, quart_trio, httpx"], check=True)
             bare.append(time.monotonic() - t)
-        self.raw["startup"] = {"ready_s": summary(ready), "import_stack_s": summary(bare)}
+        self.raw["startup"] = {"ready_s": summary(ready), "import_stack_s": summary(bare),
+                               "first_request_ttfb_ms": summary(first_ttfb, 1000)}
         self.add(Row("start → READY=1 p50", "s", pct(ready, 50), floor=pct(bare, 50), target=TARGETS["ready_s"],
                      note="floor = a bare `python -c 'import trio, hypercorn, quart_trio, httpx'`"))
         self.add(Row("start → READY=1 max", "s", max(ready), floor=max(bare), target=TARGETS["ready_s"]))
+        steady = self.raw.get("ttfb_small", {}).get("packyd", {}).get("ttfb", {}).get("p50")
+        self.add(Row("TTFB of the first request after READY p50", "ms", pct(first_ttfb, 50) * 1000,
+                     note="a fresh packyd; compare the steady-state TTFB" + (f" ({steady:.2f} ms)" if steady else "")))
 
 
 def machine() -> dict[str, Any]:

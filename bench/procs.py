@@ -100,7 +100,7 @@ class Packyd:
         env.update({"NOTIFY_SOCKET": self.notify_path, "HOME": str(self.dir)})
         self.log = open(self.dir / "packyd.log", "wb")
         self.started = time.monotonic()
-        program = [launcher] if launcher else ["-m", "packyd"]
+        program = [str(Path(launcher).resolve())] if launcher else ["-m", "packyd"]
         self.proc = subprocess.Popen([sys.executable, *program, "serve", "--config", str(self.config)],
                                      cwd=self.dir, env=env, stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT)

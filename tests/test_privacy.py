@@ -27,7 +27,7 @@ import trio
 import yaml
 
 from tests.fixtures import streams
-from tests.support.daemon import PackydProcess, free_port
+from tests.support.daemon import ROOT, PackydProcess, free_port
 from tests.support.fake_anthropic import FakeAnthropic, anthropic_error_reply, anthropic_text_reply
 from tests.support.fake_packycode import (
     Chunk,
@@ -93,6 +93,25 @@ def text_prefix() -> list[dict[str, Any]]:
 
 
 #: (what Packycode does, whether the client-facing message may be checked for echoes)
+CRASH_EVENT = "x-packyd-test-crash"
+#: Loaded by the packyd subprocess as ``sitecustomize``: a stand-in for a bug in packyd, raised
+#: from packyd's own code with content in the exception, which must never reach the log.
+CRASH_HOOK = f"""
+from packyd.translate import stream as _stream
+
+_feed = _stream.StreamTranslator.feed
+
+
+def feed(self, payload):
+    if payload.get("type") == {CRASH_EVENT!r}:
+        raise RuntimeError("simulated bug while holding " + str(payload.get("text")))
+    return _feed(self, payload)
+
+
+_stream.StreamTranslator.feed = feed
+"""
+
+
 PACKYCODE_SCRIPT: list[tuple[str, Reply, bool]] = [
     ("answer, streamed", sse_reply(answer_events(), per_event=True), False),
     ("answer, aggregated", sse_reply(answer_events()), False),
@@ -113,17 +132,12 @@ PACKYCODE_SCRIPT: list[tuple[str, Reply, bool]] = [
     ("cut mid-stream", Reply(chunks=(Chunk(encode_sse(answer_events()[:8])),), end="cut"), False),
     ("garbage mid-stream", Reply(chunks=(Chunk(encode_sse(text_prefix())),
                                          Chunk(f"data: {{{CANARY}\n\n".encode(), 0.05))), False),
-    # a function call whose call_id is not a string makes the stream translator raise a plain
-    # TypeError: a crash inside packyd while handling the request, before and after the first byte
-    ("crash before the first byte", sse_reply([*head(), {
-        "type": "response.output_item.done", "output_index": 0,
-        "item": {"type": "function_call", "id": "fc_1", "name": "Bash", "arguments": f'{{"c":"{CANARY}"}}',
-                 "call_id": [CANARY]}}]), False),
+    # a bug inside packyd while handling the request, before and after the first byte: the
+    # subprocess loads CRASH_HOOK, which makes packyd's own stream translator raise an exception
+    # whose message carries the canary when it meets this marker event
+    ("crash before the first byte", sse_reply([*head(), {"type": CRASH_EVENT, "text": CANARY}]), False),
     ("crash mid-stream", Reply(chunks=(Chunk(encode_sse(streams.text_stream(f"{CANARY} done")[:-1])),
-                                       Chunk(encode_sse([{
-        "type": "response.output_item.done", "output_index": 1,
-        "item": {"type": "function_call", "id": "fc_1", "name": "Bash", "arguments": f'{{"c":"{CANARY}"}}',
-                 "call_id": [CANARY]}}]), 0.05))), False),
+                                       Chunk(encode_sse([{"type": CRASH_EVENT, "text": CANARY}]), 0.05))), False),
 ]
 
 
@@ -177,8 +191,11 @@ async def test_no_content_and_no_key_is_written_anywhere(nursery: trio.Nursery, 
     os.chmod(config_path, 0o600)
     before = files_under(home, work, tmp)
 
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(CRASH_HOOK)
     daemon = PackydProcess(["serve", "--config", str(config_path)], home=home, cwd=work,
-                           env={"TMPDIR": str(tmp)}).start()
+                           env={"TMPDIR": str(tmp), "PYTHONPATH": f"{inject}{os.pathsep}{ROOT}"}).start()
     client_messages: dict[str, str] = {}
     answers: dict[str, bytes] = {}
     try:

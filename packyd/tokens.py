@@ -8,9 +8,10 @@ ships only that one). Both produce identical tokens; the tests check it.
 
 Claude Code resends the same ~90 KB of system prompt and tool schemas on every turn, so counts
 are cached per string (LRU): a repeated request costs a few hash lookups, not a re-encode.
-The count is an estimate of the upstream prompt (images and PDFs cost a fixed amount) that is
-used both for ``/v1/messages/count_tokens`` and for ``message_start``'s ``input_tokens``, so the
-two always agree.
+The count is an estimate of the upstream prompt (images and PDFs cost a fixed amount) for
+``/v1/messages/count_tokens``. ``message_start``'s ``input_tokens`` counts the same parts at
+~4 bytes per token instead (:func:`estimate_request_tokens`): the vocabulary is loaded, in a
+worker thread, only when a client first asks ``count_tokens``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "encoder_engine",
     "warm_up",
     "load_encoder",
+    "estimate_request_tokens",
     "cache_stats",
     "cache_clear",
     "O200K_PATTERN",
@@ -189,42 +191,66 @@ def cache_clear() -> None:
     _cache.clear()
 
 
-def _count_json(value: Any) -> int:
-    return count_text(json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True))
+TextCounter = Callable[[str], int]
 
 
-def _count_block(block: Any) -> int:
+def _estimate_text(text: str) -> int:
+    """About four UTF-8 bytes per o200k token: close for English and code, and needs no
+    vocabulary (see :func:`estimate_request_tokens`)."""
+    return (len(text.encode("utf-8")) + 3) // 4 if text else 0
+
+
+def _count_json(value: Any, count: TextCounter) -> int:
+    return count(json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True))
+
+
+def _count_block(block: Any, count: TextCounter) -> int:
     if isinstance(block, TextBlock):
-        return count_text(block.text)
+        return count(block.text)
     if isinstance(block, ToolUseBlock):
-        return _PER_TOOL_CALL + count_text(block.name) + _count_json(block.input)
+        return _PER_TOOL_CALL + count(block.name) + _count_json(block.input, count)
     if isinstance(block, ToolResultBlock):
-        return _PER_TOOL_CALL + sum(_count_block(b) for b in block.content)
+        return _PER_TOOL_CALL + sum(_count_block(b, count) for b in block.content)
     if isinstance(block, ImageBlock):
         return _IMAGE_TOKENS
     if isinstance(block, DocumentBlock):
         if block.kind == "text":
-            return count_text(block.title or "") + count_text(block.text or "")
+            return count(block.title or "") + count(block.text or "")
         if block.kind == "content":
-            return sum(_count_block(b) for b in block.content)
+            return sum(_count_block(b, count) for b in block.content)
         return _DOCUMENT_TOKENS
     if isinstance(block, ThinkingBlock):
         # replayed reasoning costs upstream tokens; its summary is the best local proxy
-        return count_text(block.thinking)
+        return count(block.thinking)
     return 0
 
 
-def count_request_tokens(req: MessagesRequest) -> int:
-    """Estimated prompt tokens of a request: system, messages, tool definitions, images."""
+def _count_request(req: MessagesRequest, count: TextCounter) -> int:
     total = 0
     for block in req.system:
-        total += count_text(block.text)
+        total += count(block.text)
     for msg in req.messages:
         total += _PER_MESSAGE
         for block in msg.content:
-            total += _count_block(block)
+            total += _count_block(block, count)
     for tool in req.tools:
-        total += _PER_TOOL + count_text(tool.name) + count_text(tool.description or "")
+        total += _PER_TOOL + count(tool.name) + count(tool.description or "")
         if tool.input_schema is not None:
-            total += _count_json(tool.input_schema)
+            total += _count_json(tool.input_schema, count)
     return total
+
+
+def count_request_tokens(req: MessagesRequest) -> int:
+    """Prompt tokens of a request with the o200k_base vocabulary: system, messages, tool
+    definitions, and fixed costs for images and documents (``/v1/messages/count_tokens``)."""
+    return _count_request(req, count_text)
+
+
+def estimate_request_tokens(req: MessagesRequest) -> int:
+    """The same count with ~4 bytes per token instead of the vocabulary, for ``message_start``.
+
+    That number is a placeholder: the upstream's exact count arrives in ``message_delta``. The
+    vocabulary costs ~70 MiB of memory and ~0.3 s to load, which a daemon should pay only when
+    a client asks ``count_tokens``; the same parts and fixed costs are counted either way.
+    """
+    return _count_request(req, _estimate_text)

@@ -41,7 +41,7 @@ from .. import logs
 from ..config import LoadResult, PackycodeConfig
 from ..errors import ApiError, Overloaded, PackydError, UpstreamTimeout
 from ..sse import SSEEvent, SSEParser
-from ..tokens import count_request_tokens
+from ..tokens import estimate_request_tokens
 from ..translate.errors import classify_http_error, is_reasoning_rejected
 from ..translate.request import identity_headers, translate_request
 from ..translate.settings import ModelRoute, TranslationSettings
@@ -114,7 +114,7 @@ class PackycodeProvider:
         return headers
 
     async def events(self, request: "MessagesRequest", ctx: "RequestContext") -> AsyncIterator[Batch]:
-        estimate = await trio.to_thread.run_sync(count_request_tokens, request, abandon_on_cancel=True)
+        estimate = estimate_request_tokens(request)
         attempt = self._attempt(request, ctx, estimate, include_reasoning=True)
         try:
             first = await attempt.__anext__()

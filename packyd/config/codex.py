@@ -125,17 +125,9 @@ class _TomlFile:
 
     @classmethod
     def read(cls, path: str, result: CodexImport) -> "_TomlFile | None":
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
+        text = _read_text(path, result, "config", "or fix its encoding")
+        if text is None:
             return None
-        except (OSError, UnicodeDecodeError) as error:
-            what = getattr(error, "strerror", None) or "not UTF-8 text"
-            result.found = True
-            result.problems.append(Problem(path, "(file)", f"cannot read the Codex CLI config: {what}",
-                                           f"make {path} readable by the user packyd runs as, or fix its encoding"))
-            return None
-        result.found = True
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
@@ -205,7 +197,8 @@ class _Auth:
     has_tokens: bool
 
 
-def _read_auth(path: str, result: CodexImport) -> _Auth | None:
+def _read_text(path: str, result: CodexImport, kind: str, advice: str) -> str | None:
+    """A Codex CLI file's text; None when it is absent (not a problem) or unreadable (one)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -213,10 +206,17 @@ def _read_auth(path: str, result: CodexImport) -> _Auth | None:
     except (OSError, UnicodeDecodeError) as error:
         what = getattr(error, "strerror", None) or "not UTF-8 text"
         result.found = True
-        result.problems.append(Problem(path, "(file)", f"cannot read the Codex CLI credentials: {what}",
-                                       f"make {path} readable by the user packyd runs as (keep it 0600)"))
+        result.problems.append(Problem(path, "(file)", f"cannot read the Codex CLI {kind}: {what}",
+                                       f"make {path} readable by the user packyd runs as, {advice}"))
         return None
     result.found = True
+    return text
+
+
+def _read_auth(path: str, result: CodexImport) -> _Auth | None:
+    text = _read_text(path, result, "credentials", "and keep it 0600")
+    if text is None:
+        return None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:

@@ -164,9 +164,9 @@ async def serve_until_drained(app: Any, hyper: HypercornConfig, services: Servic
                                                shutdown_trigger=stop.wait, mode="asgi"))
             task_status.started(binds)
             await stop.wait()
-            deadline = trio.current_time() + services.holder.current.config.drain_timeout + 1.0
-            while services.inflight and trio.current_time() < deadline:
-                await trio.sleep(0.02)
+            if services.inflight:
+                with trio.move_on_after(services.holder.current.config.drain_timeout + 1.0):
+                    await services.drained.wait()
             scope.cancel()
 
 

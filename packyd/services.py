@@ -32,6 +32,8 @@ class Services:
     limiter: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(512))
     #: HTTP requests being served, streamed bodies included (the shutdown waits for 0).
     inflight: int = 0
+    #: Set when the last request in flight finishes once draining has begun.
+    drained: trio.Event = field(default_factory=trio.Event)
     #: Subsystems that attach themselves (registry, metrics, provider switches, breakers).
     extras: dict[str, Any] = field(default_factory=dict)
 

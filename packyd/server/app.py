@@ -173,6 +173,8 @@ def count_inflight(app: Any, services: Services) -> Any:
             await app(scope, receive, send)
         finally:
             services.inflight -= 1
+            if not services.inflight and services.draining.is_set():
+                services.drained.set()
 
     return counted
 

@@ -199,10 +199,11 @@ async def route_events(services: Services, runtime: Runtime, request: Any,
             break
 
     failure = _final_error(errors, circuit_waits, names, board)
-    if failure.status >= 500:
+    if failure.status >= 500 and not isinstance(failure, CircuitOpen):
         # packyd has retried and fallen back already. Claude Code would retry a 5xx ten times
         # (a 529 three times) and then print only "Repeated 529 Overloaded errors", never this
-        # message (measured on 2.1.330): stop it so the user reads what is wrong at once.
+        # message (measured on 2.1.330): stop it so the user reads what is wrong at once. An
+        # open circuit is the exception: its retry-after says when a probe will go through.
         failure.headers.setdefault("x-should-retry", "false")
     failed_provider = errors[0][0] if errors else names[0]
     ctx.provider = failed_provider  # the log line and metrics name the provider whose error the client gets

@@ -270,9 +270,12 @@ async def test_open_circuit_with_no_fallback_answers_503_with_retry_after(nurser
     packy.default = error_reply(500, "down", code="server_error")
     config = packyd_config(packy.url, packycode=FAST, routing={"circuit-breaker": {"failures": 2, "cooldown": "30s"}})
     server = await start_packyd(nursery, config)
-    assert (await post(server, {**BODY, "stream": True})).status_code == 500
+    failed = await post(server, {**BODY, "stream": True})
+    assert failed.status_code == 500
+    assert failed.headers["x-should-retry"] == "false"  # packyd retried already: show it, don't retry
     response = await post(server, {**BODY, "stream": True})
     assert response.status_code == 503
+    assert "x-should-retry" not in response.headers  # Claude Code waits retry-after, then a probe goes
     assert response.json()["error"]["type"] == "api_error"
     message = response.json()["error"]["message"]
     assert "circuit open" in message and "routing.circuit-breaker" in message

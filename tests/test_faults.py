@@ -153,7 +153,7 @@ BEFORE: dict[str, Case] = {
                                  ("sent nothing within 1s", "packycode.timeouts.first-byte"), 1),
     # after response.created the upstream is answering: the idle limit applies from there
     "stall-after-created": Case(stall_reply(events=head()), 504, "timeout_error",
-                                ("went silent for 1s", "packycode.timeouts.idle"), 1),
+                                ("accepted the request, then went silent for 1s", "packycode.timeouts.idle"), 1),
     # a web page under 200: a base-url pointing at the website, not the API; not transient
     "garbage-200": Case(Reply(headers=(("content-type", "text/html"),),
                               chunks=(Chunk(b"<html><body>Welcome to nginx!</body></html>\n"),)),
@@ -185,7 +185,7 @@ MID: dict[str, Case] = {
                   ("before the response was complete",), 1),
     "eof": Case(with_failure(text_prefix()), 200, "api_error", ("before the response was complete",), 1),
     "stall-beyond-idle": Case(Reply(chunks=(Chunk(encode_sse(text_prefix())),), end="stall"),
-                              200, "timeout_error", ("went silent for 1s", "packycode.timeouts.idle"), 1),
+                              200, "timeout_error", ("went silent for 1s mid-answer", "packycode.timeouts.idle"), 1),
     "garbage": Case(Reply(chunks=(Chunk(encode_sse(text_prefix())), Chunk(b"data: <html>oops</html>\n\n", 0.05))),
                     200, "api_error", ("Packycode",), 1),
 }

@@ -219,7 +219,7 @@ class PackycodeProvider:
                     continue
                 if chunk is None:
                     raise self._timeout(ctx, timeouts.idle if seen_event else timeouts.first_byte,
-                                        first=not seen_event)
+                                        first=not seen_event, answering=sent_first)
                 failure: PackydError | None = None
                 for event in parser.feed(chunk) if chunk else parser.close():
                     seen_event = True
@@ -305,12 +305,15 @@ class PackycodeProvider:
         self._log_failure(ctx, failure, in_stream=not before_first_event, transport=kind)
         return failure
 
-    def _timeout(self, ctx: "RequestContext", seconds: float, *, first: bool) -> PackydError:
+    def _timeout(self, ctx: "RequestContext", seconds: float, *, first: bool, answering: bool = False) -> PackydError:
         if first:
             failure = UpstreamTimeout(f"{PROVIDER_LABEL} sent nothing within {seconds:g}s "
                                       "(packycode.timeouts.first-byte)")
-        else:
+        elif answering:
             failure = UpstreamTimeout(f"{PROVIDER_LABEL} went silent for {seconds:g}s mid-answer "
+                                      "(packycode.timeouts.idle)")
+        else:  # it acknowledged the request (response.created) and then said nothing
+            failure = UpstreamTimeout(f"{PROVIDER_LABEL} accepted the request, then went silent for {seconds:g}s "
                                       "(packycode.timeouts.idle)")
         mark(failure, retryable=True)
         self._log_failure(ctx, failure, in_stream=not first)

@@ -68,6 +68,15 @@ async def test_client_disconnect_mid_stream_closes_upstream(stack: Any, capsys: 
     assert stack.server.services.limiter.borrowed_tokens == 0
 
 
+async def test_a_disconnected_request_is_logged_as_client_closed(stack: Any, packyd_log: Any) -> None:
+    stack.fake.script(slow_text())
+    closed_at = await close_after(stack, events_wanted=6)
+    await upstream_closed_after(stack, closed_at)
+    await trio.sleep(0.2)
+    requests = [line for line in packyd_log.refresh() if "event=request " in line]
+    assert len(requests) == 1 and "outcome=client_closed" in requests[0], requests
+
+
 async def test_client_disconnect_while_upstream_is_silent(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """Upstream reasoning silently (packyd is only pinging): the disconnect still goes through."""
     stack.fake.script(stall_reply(events=streams.reasoning_text_stream()[:3]))

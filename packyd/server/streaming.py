@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from types import TracebackType
 from typing import AsyncIterator, Callable, Sequence, Union
 
 import trio
@@ -88,15 +89,24 @@ class EventStreamBody(ResponseBody):
         self._helpers = nursery.cancel_scope
         return self
 
-    async def __aexit__(self, *exc_info: object) -> bool | None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc_value: BaseException | None,  # type: ignore[override]
+                        tb: TracebackType | None) -> bool | None:
         self._helpers.cancel()  # the client has all it will get (or is gone): stop reading
+        if self._state != _DONE:
+            self.outcome = "client_closed"  # Quart stopped asking: the client went away
         try:
-            return await self._stack.__aexit__(*exc_info)
+            return await self._stack.__aexit__(exc_type, exc_value, tb)  # a nursery may swallow its own Cancelled
         finally:
-            with contextlib.suppress(Exception):
-                await self._rest.aclose()  # type: ignore[attr-defined]
-            if self._on_finish is not None:
-                self._on_finish(self.outcome)
+            try:
+                # Shielded and bounded: after a disconnect this runs in a cancelled scope, and
+                # the upstream must still be closed (and the request logged) now, not later.
+                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                    await self._rest.aclose()  # type: ignore[attr-defined]
+            except Exception:
+                pass  # the provider's cleanup failing must not hide the request's own outcome
+            finally:
+                if self._on_finish is not None:
+                    self._on_finish(self.outcome)
 
     def __aiter__(self) -> "EventStreamBody":
         return self

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence, TypeVar
 
 __all__ = ["Registry", "Counter", "Gauge", "Histogram", "PackydMetrics", "MAX_SERIES", "CONTENT_TYPE"]
 
@@ -160,11 +160,14 @@ class Histogram(_Metric):
         return lines
 
 
+_M = TypeVar("_M", bound="_Metric")
+
+
 class Registry:
     def __init__(self) -> None:
         self._metrics: list[_Metric] = []
 
-    def add(self, metric: _Metric) -> _Metric:
+    def add(self, metric: _M) -> _M:
         self._metrics.append(metric)
         return metric
 

@@ -61,8 +61,8 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError:
         body = {}
     if response.status_code != 200:
-        error = body.get("error") if isinstance(body, dict) else None
-        message = error.get("message") if isinstance(error, dict) else None
+        detail = body.get("error") if isinstance(body, dict) else None
+        message = detail.get("message") if isinstance(detail, dict) else None
         hint = " (set management-key or api-keys in the config, or $PACKYD_API_KEY)" \
             if response.status_code in (401, 403) else ""
         print(f"packyd: {args.action} {args.name} failed (HTTP {response.status_code}): "

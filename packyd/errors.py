@@ -26,7 +26,6 @@ __all__ = [
     "Overloaded",
     "UpstreamTimeout",
     "Unavailable",
-    "status_for_type",
 ]
 
 
@@ -121,23 +120,3 @@ class Overloaded(PackydError):
     status = 529
     error_type = "overloaded_error"
 
-
-_BY_TYPE: dict[str, int] = {
-    cls.error_type: cls.status
-    for cls in (
-        InvalidRequest,
-        AuthenticationFailed,
-        PermissionDenied,
-        NotFound,
-        RequestTooLarge,
-        RateLimited,
-        ApiError,
-        UpstreamTimeout,
-        Overloaded,
-    )
-}
-
-
-def status_for_type(error_type: str) -> int:
-    """HTTP status that Anthropic uses for an ``error.type`` (500 for unknown types)."""
-    return _BY_TYPE.get(error_type, 500)

@@ -38,8 +38,6 @@ from packyd.translate.messages import (
 __all__ = [
     "count_text",
     "count_request_tokens",
-    "encoder_engine",
-    "warm_up",
     "load_encoder",
     "estimate_request_tokens",
     "cache_stats",
@@ -70,7 +68,6 @@ _DOCUMENT_TOKENS = 3000
 
 _lock = threading.Lock()
 _encode: Callable[[str], list[int]] | None = None
-_engine = ""
 
 
 def _vocabulary() -> dict[bytes, int]:
@@ -102,25 +99,14 @@ def load_encoder(engine: str = "auto") -> tuple[str, Callable[[str], list[int]]]
 
 
 def _encoder() -> Callable[[str], list[int]]:
-    global _encode, _engine
+    global _encode
     enc = _encode
     if enc is None:
         with _lock:
             if _encode is None:
-                _engine, _encode = load_encoder()
+                _, _encode = load_encoder()
             enc = _encode
     return enc
-
-
-def warm_up() -> str:
-    """Load the vocabulary now (about a second) instead of on the first count; returns the
-    engine used. Call it from a worker thread at start-up."""
-    _encoder()
-    return _engine
-
-
-def encoder_engine() -> str:
-    return _engine
 
 
 class _CountCache:
